@@ -1,0 +1,1 @@
+"""Factory Studio integration-management API."""

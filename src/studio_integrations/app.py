@@ -1,0 +1,120 @@
+"""create_app(settings) -> Starlette. The lifespan starts the database, bus and workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
+
+from studio_integrations.auth.gateway import (
+    EXPIRY_STATE,
+    PRINCIPAL_STATE,
+    GraphQLGateway,
+    SocketExpiry,
+)
+from studio_integrations.auth.tokens import bearer_token
+from studio_integrations.errors import Unauthenticated
+from studio_integrations.events.trace import trace_id_from
+from studio_integrations.schema.context import StudioContext
+from studio_integrations.schema.schema import schema as default_schema
+from studio_integrations.services import Services
+from studio_integrations.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StudioGraphQL(GraphQL[StudioContext, None]):
+    def __init__(self, services: Services, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> StudioContext:
+        return StudioContext(
+            request=request,
+            response=response,
+            services=self.services,
+            trace_id=trace_id_from(request.headers.get("traceparent")),
+            principal=getattr(request.state, PRINCIPAL_STATE, None),
+        )
+
+    async def on_ws_connect(self, context: StudioContext) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        header = params.get("authorization") or params.get("Authorization")
+        if not isinstance(header, str):
+            header = context.request.headers.get("authorization")
+        try:
+            principal = await self.services.verifier.verify(bearer_token(header))
+        except Unauthenticated as exc:
+            raise ConnectionRejectionError({"reason": exc.message}) from exc
+        context.principal = principal
+        expiry: SocketExpiry | None = getattr(context.request.state, EXPIRY_STATE, None)
+        if expiry is not None:
+            expiry.arm(principal.expires_at)
+        return cast(UnsetType, UNSET)
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
+    settings = settings or Settings()
+    services = services or Services.build(settings)
+    graphql_app = StudioGraphQL(
+        services,
+        schema=default_schema,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        # graphql-transport-ws only: the legacy graphql-ws protocol had an auth bypass.
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        allowed_origins=settings.allowed_origins,
+        keep_alive=True,
+        keep_alive_interval=15,
+    )
+    gateway = GraphQLGateway(graphql_app, services.verifier)
+
+    async def readyz(_request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        for name, probe in (("database", services.db.ping), ("bus", services.bus.ping)):
+            try:
+                await probe()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"unavailable: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/graphql", gateway, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", gateway),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

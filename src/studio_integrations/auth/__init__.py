@@ -1,0 +1,1 @@
+"""Token verification, the Principal, scope names and the Strawberry permission guards."""

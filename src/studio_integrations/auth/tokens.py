@@ -1,0 +1,192 @@
+"""Bearer token verification and dev token minting.
+
+Two verifiers, chosen by settings, never both at once:
+- ``JwksTokenVerifier`` (production, ``STUDIO_JWT_JWKS_URL`` set): RS256/ES256 tokens whose
+  key is in the JWKS, with issuer and audience checks. Keys are cached and re-fetched when an
+  unknown ``kid`` appears (at most once per ``min_refresh_seconds``), so rotation at the
+  identity provider needs no restart.
+- ``DevTokenVerifier`` (embedded default): HS256 with the dev signing key.
+
+Claims (DESIGN §3): ``sub``, ``tid``, ``scp`` (or ``scope``), ``name``, ``exp``, ``iss``,
+``aud``. Unknown scope names are ignored rather than failing the token: an identity
+provider may issue scopes for other APIs in the same token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+import jwt
+
+from studio_integrations.auth.principal import Principal
+from studio_integrations.auth.scopes import Scope
+from studio_integrations.domain.enums import ActorKind
+from studio_integrations.errors import Unauthenticated
+from studio_integrations.settings import Settings
+
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
+LEEWAY_SECONDS = 30
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> Principal: ...
+
+
+def bearer_token(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("missing bearer token")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    subject, tenant = claims.get("sub"), claims.get("tid")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthenticated("token has no subject (sub)")
+    if not isinstance(tenant, str) or not tenant:
+        raise Unauthenticated("token has no tenant (tid)")
+    raw_scopes = claims.get("scp", claims.get("scope", ""))
+    if isinstance(raw_scopes, list):
+        raw_scopes = " ".join(str(s) for s in raw_scopes)
+    if not isinstance(raw_scopes, str):
+        raise Unauthenticated("token scopes (scp) must be a string")
+    known = {s.value for s in Scope}
+    scopes = frozenset(Scope(s) for s in raw_scopes.split() if s in known)
+    name = claims.get("name")
+    exp = claims.get("exp")
+    # Machine tokens: Auth0 marks them gty=client-credentials, Entra ID idtyp=app.
+    machine = claims.get("gty") == "client-credentials" or claims.get("idtyp") == "app"
+    kind = ActorKind.SERVICE if machine else ActorKind.USER
+    return Principal(
+        subject=subject,
+        tenant_id=tenant,
+        scopes=scopes,
+        name=name if isinstance(name, str) else None,
+        expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
+        kind=kind,
+    )
+
+
+def _decode(
+    token: str, key: Any, algorithms: list[str], settings_issuer: str, aud: str
+) -> dict[str, Any]:
+    try:
+        return jwt.decode(
+            token,
+            key=key,
+            algorithms=algorithms,
+            issuer=settings_issuer,
+            audience=aud,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthenticated("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthenticated(f"invalid token: {exc}") from exc
+
+
+class DevTokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self._key = settings.resolved_dev_signing_key
+        self._issuer = settings.token_issuer
+        self._audience = settings.token_audience
+
+    async def verify(self, token: str) -> Principal:
+        return principal_from_claims(
+            _decode(token, self._key, ["HS256"], self._issuer, self._audience)
+        )
+
+
+class JwksTokenVerifier:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http: httpx.AsyncClient | None = None,
+        min_refresh_seconds: float = 30.0,
+        cache_seconds: float = 3600.0,
+    ) -> None:
+        if not settings.jwt_jwks_url or not settings.jwt_issuer or not settings.jwt_audience:
+            raise ValueError("JWKS verification needs STUDIO_JWT_JWKS_URL, _ISSUER and _AUDIENCE")
+        self._url = settings.jwt_jwks_url
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._http = http or httpx.AsyncClient(timeout=5.0)
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+        self._min_refresh = min_refresh_seconds
+        self._cache_seconds = cache_seconds
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self, *, force: bool) -> None:
+        async with self._lock:
+            age = time.monotonic() - self._fetched_at
+            if (force and age < self._min_refresh) or (not force and age < self._cache_seconds):
+                return
+            try:
+                response = await self._http.get(self._url)
+                response.raise_for_status()
+                keyset = jwt.PyJWKSet.from_dict(response.json())
+            except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+                if not self._keys:
+                    raise Unauthenticated("signing keys unavailable") from exc
+                return  # keep serving with the keys we have
+            self._keys = {k.key_id: k for k in keyset.keys if k.key_id}
+            self._fetched_at = time.monotonic()
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from exc
+        if header.get("alg") not in ASYMMETRIC_ALGORITHMS:
+            raise Unauthenticated("token algorithm not allowed")
+        kid = header.get("kid")
+        await self._refresh(force=False)
+        if kid not in self._keys:
+            await self._refresh(force=True)
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise Unauthenticated("token signed by an unknown key")
+        claims = _decode(token, key, [header["alg"]], self._issuer, self._audience)
+        return principal_from_claims(claims)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def make_verifier(settings: Settings) -> TokenVerifier:
+    return JwksTokenVerifier(settings) if settings.uses_jwks else DevTokenVerifier(settings)
+
+
+def mint_dev_token(
+    settings: Settings,
+    *,
+    tenant: str,
+    subject: str,
+    scopes: frozenset[Scope] | set[Scope],
+    name: str | None = None,
+    ttl: timedelta = timedelta(hours=12),
+    now: datetime | None = None,
+) -> str:
+    """A token the dev verifier accepts. Only for the embedded (non-JWKS) configuration."""
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "tid": tenant,
+        "scp": " ".join(sorted(s.value for s in scopes)),
+        "iss": settings.token_issuer,
+        "aud": settings.token_audience,
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + ttl).timestamp()),
+    }
+    if name:
+        claims["name"] = name
+    return jwt.encode(claims, settings.resolved_dev_signing_key, algorithm="HS256")

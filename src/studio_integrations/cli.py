@@ -1,0 +1,167 @@
+"""studio-integrations: serve | migrate | seed-demo | token | export-schema | secret set."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import timedelta
+
+from studio_integrations.settings import Settings
+
+
+def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from studio_integrations.app import create_app
+    from studio_integrations.log_config import configure_logging
+
+    configure_logging(settings.log_level)
+    print(f"GraphiQL: http://{settings.host}:{settings.port}/graphql", file=sys.stderr)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=True,
+        ws_max_size=1024 * 1024,
+    )
+    return 0
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from studio_integrations.persistence.migrations import upgrade
+
+    upgrade(settings.database_url)
+    print("database is at the latest schema", file=sys.stderr)
+    return 0
+
+
+def _seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from studio_integrations.domain.demo import seed_demo
+    from studio_integrations.persistence.db import Database
+
+    async def run() -> list[str]:
+        db = Database(settings.database_url)
+        try:
+            return await seed_demo(db, settings, tenant_id=args.tenant)
+        finally:
+            await db.dispose()
+
+    for line in asyncio.run(run()):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from studio_integrations.auth.scopes import parse_scopes
+    from studio_integrations.auth.tokens import mint_dev_token
+
+    if settings.uses_jwks:
+        print(
+            "error: tokens come from your identity provider when STUDIO_JWT_JWKS_URL is set",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        scopes = parse_scopes(args.scopes)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        mint_dev_token(
+            settings,
+            tenant=args.tenant,
+            subject=args.subject,
+            scopes=scopes,
+            name=args.name,
+            ttl=timedelta(minutes=args.ttl_minutes),
+        )
+    )
+    return 0
+
+
+def _export_schema(_settings: Settings, _args: argparse.Namespace) -> int:
+    from studio_integrations.schema.schema import schema
+
+    sys.stdout.write(schema.as_str() + "\n")
+    return 0
+
+
+def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
+    from studio_integrations.errors import StudioError
+    from studio_integrations.persistence.db import Database
+    from studio_integrations.vault.base import SecretRef
+    from studio_integrations.vault.local import make_secret_store
+
+    value = sys.stdin.read()
+    if value.endswith("\n"):
+        value = value[:-1]  # `echo value | … secret set` should not store the newline
+    if not value:
+        print("error: no secret value on standard input", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        db = Database(settings.database_url)
+        store = make_secret_store(settings, db)
+        try:
+            props = await store.set_secret(args.name, value, content_type=args.content_type)
+            return f"{SecretRef(store.vault_url, props.name, props.version)}"
+        finally:
+            await store.close()
+            await db.dispose()
+
+    try:
+        ref = asyncio.run(run())
+    except StudioError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    name, version = ref.rsplit("/", 1)
+    print(f"reference: {name}\nversion: {version}\nid: {ref}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio-integrations", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="serve the API (GraphQL + GraphiQL on /graphql)").set_defaults(
+        handler=_serve
+    )
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
+
+    seed = sub.add_parser("seed-demo", help="load the global catalogue and demo data")
+    seed.add_argument("--tenant", default="acme", help="tenant that owns the demo data")
+    seed.set_defaults(handler=_seed_demo)
+
+    token = sub.add_parser("token", help="mint a development token (embedded auth only)")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--scopes", required=True, help="'all' or space-separated scope names")
+    token.add_argument("--subject", required=True)
+    token.add_argument("--name", default=None, help="display name")
+    token.add_argument("--ttl-minutes", type=int, default=12 * 60)
+    token.set_defaults(handler=_token)
+
+    sub.add_parser("export-schema", help="print the GraphQL SDL").set_defaults(
+        handler=_export_schema
+    )
+
+    secret = sub.add_parser("secret", help="put secrets into the configured store")
+    secret_sub = secret.add_subparsers(dest="secret_command", required=True)
+    secret_set = secret_sub.add_parser("set", help="new version of NAME, value from stdin")
+    secret_set.add_argument("name")
+    secret_set.add_argument("--content-type", default=None)
+    secret_set.set_defaults(handler=_secret_set)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    handler = args.handler
+    result: int = handler(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Governed actions per area. Plain async Python: no GraphQL types, unit-testable."""

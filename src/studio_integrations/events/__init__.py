@@ -1,0 +1,1 @@
+"""Event envelope, transactional outbox, and the bus."""

@@ -1,0 +1,180 @@
+"""The event bus: broadcaster channels, one per tenant.
+
+``memory://`` uses broadcaster's in-process backend. ``redis://`` uses
+``ResilientRedisBackend``: broadcaster's own Redis backend lets its listener die on the first
+connection error and never reconnects (encode/broadcaster#144), which would leave every
+subscriber of this process hanging after a Redis restart. Ours reconnects with back-off and
+re-subscribes. Publishing raises while Redis is down; the outbox relay retries, so nothing
+is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import redis.asyncio as aioredis
+from broadcaster import Broadcast, Event
+from broadcaster._backends.base import BroadcastBackend
+from broadcaster._backends.memory import MemoryBackend
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from studio_integrations.events.envelope import EventEnvelope
+from studio_integrations.events.outbox import tenant_channel
+
+log = logging.getLogger(__name__)
+
+_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class BusUnavailable(Exception):
+    """The bus could not take a message; the outbox keeps it for the next try."""
+
+
+class ResilientRedisBackend(BroadcastBackend):
+    def __init__(self, url: str, *, max_backoff: float = 5.0) -> None:
+        self._url = url
+        self._max_backoff = max_backoff
+        self._channels: set[str] = set()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._client: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+
+    async def connect(self) -> None:
+        self._client = aioredis.Redis.from_url(
+            self._url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
+        )
+        self._reader = asyncio.create_task(self._read_forever(), name="redis-bus-reader")
+
+    async def disconnect(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._close_pubsub()
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        if self._pubsub is not None and self.connected.is_set():
+            with contextlib.suppress(*_REDIS_ERRORS):  # the reader re-subscribes on reconnect
+                await self._pubsub.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        if self._pubsub is not None and self.connected.is_set():
+            with contextlib.suppress(*_REDIS_ERRORS):
+                await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        assert self._client is not None, "connect() first"
+        try:
+            await self._client.publish(channel, message)
+        except _REDIS_ERRORS as exc:
+            raise BusUnavailable(f"redis publish failed: {exc}") from exc
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+    async def ping(self) -> None:
+        assert self._client is not None, "connect() first"
+        try:
+            await self._client.ping()
+        except _REDIS_ERRORS as exc:
+            raise BusUnavailable(f"redis unreachable: {exc}") from exc
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    async def _read_forever(self) -> None:
+        backoff = 0.05
+        lost = False
+        assert self._client is not None
+        while True:
+            try:
+                self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                # A subscribe is the first round trip: it proves the connection is up.
+                await self._pubsub.subscribe("studio.bus.heartbeat", *self._channels)
+                if lost:
+                    self.reconnects += 1
+                    log.warning("event bus reconnected to redis")
+                lost = False
+                self.connected.set()
+                backoff = 0.05
+                while True:
+                    message = await self._pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._queue.put_nowait(Event(message["channel"], message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except _REDIS_ERRORS as exc:
+                if self.connected.is_set():
+                    log.warning("event bus lost redis: %s; reconnecting", exc)
+                lost = True
+                self.connected.clear()
+                await self._close_pubsub()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+
+class EventBus:
+    """Publishes envelopes to per-tenant channels and subscribes to them."""
+
+    def __init__(self, url: str, *, namespace: str = "studio") -> None:
+        scheme = urlparse(url).scheme
+        self.namespace = namespace
+        self._redis: ResilientRedisBackend | None = None
+        backend: BroadcastBackend
+        if scheme in ("redis", "rediss"):
+            backend = self._redis = ResilientRedisBackend(url)
+        elif scheme == "memory":
+            backend = MemoryBackend(url)
+        else:
+            raise ValueError(f"unsupported STUDIO_BROADCAST_URL scheme: {scheme!r}")
+        self._broadcast = Broadcast(backend=backend)
+
+    async def connect(self) -> None:
+        await self._broadcast.connect()
+
+    async def disconnect(self) -> None:
+        await self._broadcast.disconnect()
+
+    def channel(self, tenant_id: str) -> str:
+        return tenant_channel(self.namespace, tenant_id)
+
+    async def publish(self, tenant_id: str, payload: str) -> None:
+        """Publish a serialized envelope; raises ``BusUnavailable`` when the bus is down."""
+        await self._broadcast.publish(self.channel(tenant_id), payload)
+
+    @asynccontextmanager
+    async def subscribe(self, tenant_id: str) -> AsyncIterator[AsyncIterator[EventEnvelope]]:
+        async with self._broadcast.subscribe(self.channel(tenant_id)) as subscriber:
+
+            async def envelopes() -> AsyncIterator[EventEnvelope]:
+                async for event in subscriber:  # type: ignore[union-attr]
+                    if event is None:
+                        return
+                    yield EventEnvelope.from_json(event.message)
+
+            yield envelopes()
+
+    async def ping(self) -> None:
+        if self._redis is not None:
+            await self._redis.ping()
+
+    @property
+    def redis_backend(self) -> ResilientRedisBackend | None:
+        return self._redis

@@ -1,0 +1,90 @@
+"""The one way to emit an event: audit record + outbox row, in the caller's transaction.
+
+Every governed action calls ``emit_event`` with the session that holds its state change, so
+the change and its event commit or roll back together. The relay (``workers.outbox_relay``)
+publishes committed outbox rows; a bus outage delays them and loses nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from studio_integrations.domain.context import ActionContext
+from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
+from studio_integrations.ids import new_id
+from studio_integrations.persistence.db import StudioSession
+from studio_integrations.persistence.models import AuditEvent, OutboxMessage
+from studio_integrations.persistence.types import utcnow
+
+PENDING_KEY = "studio.outbox.pending"
+# Sessions opened by ``Database`` carry the relay's wake-up callable under this key (see
+# ``Database.session_info``), so a commit with events wakes the relay at once instead of
+# waiting for its next poll.
+WAKE_KEY = "studio.outbox.wake"
+
+
+def tenant_channel(namespace: str, tenant_id: str) -> str:
+    """The bus channel of one tenant's events."""
+    return f"{namespace}.tenant.{tenant_id}.events"
+
+
+def emit_event(
+    session: AsyncSession,
+    ctx: ActionContext,
+    *,
+    type: EventType,
+    subject_type: str,
+    subject_id: str,
+    data: dict[str, Any] | None = None,
+) -> EventEnvelope:
+    envelope = EventEnvelope(
+        id=new_id("AuditEvent"),
+        type=type.value,
+        tenant_id=ctx.tenant_id,
+        occurred_at=utcnow(),
+        actor=ctx.actor,
+        trace_id=ctx.trace_id,
+        subject=EventSubject(type=subject_type, id=subject_id),
+        data=data or {},
+    )
+    session.add(
+        AuditEvent(
+            id=envelope.id,
+            tenant_id=ctx.tenant_id,
+            type=envelope.type,
+            occurred_at=envelope.occurred_at,
+            actor_subject=ctx.actor.subject,
+            actor_kind=ctx.actor.kind,
+            actor_name=ctx.actor.name,
+            trace_id=ctx.trace_id,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            data=envelope.data,
+        )
+    )
+    session.add(
+        OutboxMessage(
+            tenant_id=ctx.tenant_id,
+            event_id=envelope.id,
+            payload=envelope.to_json(),
+        )
+    )
+    session.info[PENDING_KEY] = True
+    return envelope
+
+
+@event.listens_for(StudioSession, "after_commit")
+def _wake_relay(session: Session) -> None:
+    if session.info.pop(PENDING_KEY, False):
+        wake = session.info.get(WAKE_KEY)
+        if wake is not None:
+            wake()
+
+
+@event.listens_for(StudioSession, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)

@@ -1,0 +1,1 @@
+"""SQLAlchemy models, the engine/session, tenant-scoped repositories and migrations."""

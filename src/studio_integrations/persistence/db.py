@@ -1,0 +1,207 @@
+"""Engine, sessions and the tenant guard.
+
+The tenant filter lives here, once, for every ORM statement: a session is bound to a
+``TenantScope`` when it is opened, and a ``do_orm_execute`` hook adds the tenant criterion to
+every SELECT, UPDATE and DELETE that touches a tenant-owned model (``with_loader_criteria``
+also reaches joins, relationship loads and ``Session.get``). A session bound to no scope that
+touches tenant data raises ``UnscopedQueryError``; a flush that would write another tenant's
+row or a global row raises ``TenantWriteViolation``. Background workers that legitimately work
+across tenants open sessions with ``TenantScope.system()`` — visibly, at the call site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event, or_, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+from sqlalchemy.pool import NullPool
+
+from studio_integrations.errors import TenantWriteViolation, UnscopedQueryError
+from studio_integrations.persistence.models import SharedCatalog, TenantScoped
+
+SCOPE_KEY = "studio.tenant_scope"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantScope:
+    tenant_id: str | None
+    system: bool = False
+
+    @classmethod
+    def of(cls, tenant_id: str) -> TenantScope:
+        if not tenant_id:
+            raise ValueError("a tenant scope needs a tenant id")
+        return cls(tenant_id=tenant_id)
+
+    @classmethod
+    def system_scope(cls) -> TenantScope:
+        """Cross-tenant access for workers (outbox relay, prober, dispatcher, scheduler)."""
+        return cls(tenant_id=None, system=True)
+
+
+class StudioSession(Session):
+    """The session class every part of the service uses; carries the tenant guard."""
+
+
+def _scope(session: Session) -> TenantScope | None:
+    return session.info.get(SCOPE_KEY)
+
+
+def _touches_tenant_data(state: ORMExecuteState) -> bool:
+    return any(issubclass(m.class_, TenantScoped | SharedCatalog) for m in state.all_mappers)
+
+
+@event.listens_for(StudioSession, "do_orm_execute")
+def _apply_tenant_filter(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return  # these carry the criteria of the statement that loaded the parent
+    scope = _scope(state.session)
+    if scope is None:
+        if _touches_tenant_data(state):
+            raise UnscopedQueryError("tenant data queried from a session bound to no tenant")
+        return
+    if scope.system:
+        return
+    tenant_id = scope.tenant_id
+    readable_shared = state.is_select
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
+        ),
+        with_loader_criteria(
+            SharedCatalog,
+            (lambda cls: or_(cls.tenant_id == tenant_id, cls.tenant_id.is_(None)))
+            if readable_shared
+            else (lambda cls: cls.tenant_id == tenant_id),
+            include_aliases=True,
+        ),
+    )
+
+
+@event.listens_for(StudioSession, "before_flush")
+def _guard_tenant_writes(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    scope = _scope(session)
+    if scope is not None and scope.system:
+        return
+    for obj in session.new:
+        if not isinstance(obj, TenantScoped | SharedCatalog):
+            continue
+        if scope is None:
+            raise UnscopedQueryError("tenant data written from a session bound to no tenant")
+        if obj.tenant_id is None and isinstance(obj, TenantScoped):
+            obj.tenant_id = scope.tenant_id
+        if obj.tenant_id != scope.tenant_id:
+            raise TenantWriteViolation("a tenant may only create its own rows")
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, TenantScoped | SharedCatalog) and (
+            scope is None or obj.tenant_id != scope.tenant_id
+        ):
+            raise TenantWriteViolation("a tenant may only change its own rows")
+
+
+@dataclass
+class StatementCounter:
+    """Counts SQL statements (tests assert N+1 freedom with it)."""
+
+    count: int = 0
+    statements: list[str] = field(default_factory=list)
+
+
+class Database:
+    """One engine and session factory per process."""
+
+    def __init__(self, url: str, *, echo: bool = False, pool: bool = True) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {"echo": echo}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
+        if not pool:
+            kwargs = {"echo": echo, "poolclass": NullPool}
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            _configure_sqlite(self.engine.sync_engine)
+        self._sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=StudioSession
+        )
+        self._counters: list[StatementCounter] = []
+        # Copied into every session's ``info``: how the app hands per-process hooks (such as
+        # the outbox relay's wake-up) to code that only sees a session.
+        self.session_info: dict[str, Any] = {}
+        event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def session(self, scope: TenantScope | None) -> AsyncSession:
+        session = self._sessions()
+        session.info.update(self.session_info)
+        if scope is not None:
+            session.info[SCOPE_KEY] = scope
+        return session
+
+    @asynccontextmanager
+    async def transaction(self, scope: TenantScope | None) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        async with self.session(scope) as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    @contextmanager
+    def count_statements(self) -> Iterator[StatementCounter]:
+        counter = StatementCounter()
+        self._counters.append(counter)
+        try:
+            yield counter
+        finally:
+            self._counters.remove(counter)
+
+    def _count(self, _conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        for counter in self._counters:
+            counter.count += 1
+            counter.statements.append(statement)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Foreign keys on, WAL, and write-intent transactions.
+
+    Every transaction starts with ``BEGIN IMMEDIATE``: SQLite cannot upgrade a read
+    transaction to a write one while another writer is active (it fails at once instead of
+    waiting), so serialising transactions up front is what makes the busy timeout work. The
+    embedded default is a single process, where this costs nothing noticeable.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

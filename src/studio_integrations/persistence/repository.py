@@ -1,0 +1,109 @@
+"""Tenant-scoped repositories.
+
+A repository is built on a session bound to a tenant (``Database.session(scope)``); the
+session's guard adds the tenant criterion to every statement, so nothing here, nor in any
+subclass, can read or write across tenants by forgetting a ``WHERE``. Repositories own the
+SQL; domain functions call them; resolvers call domain functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from studio_integrations.errors import UserInputError
+from studio_integrations.persistence.models import Base
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    first: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first <= MAX_PAGE_SIZE:
+            raise UserInputError(
+                f"first must be between 0 and {MAX_PAGE_SIZE}", field="first", code="INVALID_PAGE"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[ModelT]):
+    items: Sequence[ModelT]
+    has_next_page: bool
+    has_previous_page: bool
+
+    def cursor(self, item: ModelT) -> str:
+        return encode_cursor(item.id)  # type: ignore[attr-defined]
+
+
+def encode_cursor(id_: str) -> str:
+    return base64.urlsafe_b64encode(f"c:{id_}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    if not raw.startswith("c:") or len(raw) < 3:
+        raise UserInputError(
+            "after is not a cursor from this API", field="after", code="INVALID_CURSOR"
+        )
+    return raw[2:]
+
+
+class TenantRepository(Generic[ModelT]):
+    """Reads and writes one model inside the session's tenant."""
+
+    model: type[Base]
+
+    def __init__(self, session: AsyncSession, model: type[ModelT] | None = None) -> None:
+        self.session = session
+        if model is not None:
+            self.model = model
+
+    def select(self) -> Select[ModelT]:
+        return select(self.model)
+
+    async def get(self, id_: str) -> ModelT | None:
+        result = await self.session.execute(self.select().where(self.model.id == id_))  # type: ignore[attr-defined]
+        return result.scalar_one_or_none()
+
+    async def get_many(self, ids: Sequence[str]) -> list[ModelT | None]:
+        """One statement for many ids, in the order asked (DataLoader batch shape)."""
+        if not ids:
+            return []
+        result = await self.session.execute(
+            self.select().where(self.model.id.in_(set(ids)))  # type: ignore[attr-defined]
+        )
+        by_id: dict[str, ModelT] = {row.id: row for row in result.scalars()}  # type: ignore[attr-defined]
+        return [by_id.get(i) for i in ids]
+
+    def add(self, obj: ModelT) -> ModelT:
+        self.session.add(obj)
+        return obj
+
+    async def page(self, statement: Select[Any], request: PageRequest) -> Page[ModelT]:
+        """Keyset pagination, newest first (ids are time-sortable)."""
+        id_col = self.model.id  # type: ignore[attr-defined]
+        if request.after is not None:
+            statement = statement.where(id_col < decode_cursor(request.after))
+        statement = statement.order_by(id_col.desc()).limit(request.first + 1)
+        rows = list((await self.session.execute(statement)).scalars())
+        return Page(
+            items=rows[: request.first],
+            has_next_page=len(rows) > request.first,
+            has_previous_page=request.after is not None,
+        )

@@ -1,0 +1,1 @@
+"""Thin resolvers: check input, call domain/, map results to schema types."""

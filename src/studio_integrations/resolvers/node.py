@@ -1,0 +1,54 @@
+"""node(id:): the id names its type; the type's entry says which scope reads it and how.
+
+Each area registers its node types in ``NODE_TYPES`` (``register_node``). An id of an unknown
+type, of another tenant, or of nothing at all answers ``null`` alike; a known type the caller
+may not read answers ``null`` with FORBIDDEN, exactly as the type's list field would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import strawberry
+
+from studio_integrations.auth.scopes import Scope
+from studio_integrations.errors import Forbidden
+from studio_integrations.ids import type_of
+from studio_integrations.persistence.models import AuditEvent as AuditEventRow
+from studio_integrations.persistence.models import Base
+from studio_integrations.schema.audit import AuditEvent
+from studio_integrations.schema.context import Info
+from studio_integrations.schema.relay import Node
+
+
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    scope: Scope
+    model: type[Base]
+    to_node: Callable[[Any], Node]
+
+
+NODE_TYPES: dict[str, NodeType] = {}
+
+
+def register_node(type_name: str, node_type: NodeType) -> None:
+    NODE_TYPES[type_name] = node_type
+
+
+register_node("AuditEvent", NodeType(Scope.AUDIT_READ, AuditEventRow, AuditEvent.from_row))
+
+
+async def resolve_node(info: Info, id: strawberry.ID) -> Node | None:
+    type_name = type_of(str(id))
+    node_type = NODE_TYPES.get(type_name) if type_name else None
+    if node_type is None:
+        return None
+    principal = info.context.require_principal()
+    if not principal.has(node_type.scope):
+        raise Forbidden(
+            f"Forbidden: reading a {type_name} requires the '{node_type.scope.value}' scope."
+        )
+    row = await info.context.loaders.by_id(node_type.model).load(str(id))
+    return None if row is None else node_type.to_node(row)

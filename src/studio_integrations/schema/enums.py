@@ -1,0 +1,25 @@
+"""GraphQL enums: the domain enums, registered with Strawberry under their own names.
+
+``strawberry.enum`` marks the class in place, so schema types annotate fields with the
+domain enums directly; importing this module is what registers them.
+"""
+
+from __future__ import annotations
+
+import strawberry
+
+from studio_integrations.domain import enums
+
+for _enum in (
+    enums.ActorKind,
+    enums.AuthMode,
+    enums.RotationStrategy,
+    enums.ConnectionStatus,
+    enums.HealthStatus,
+    enums.CircuitState,
+    enums.FailureCategory,
+    enums.DeliveryDirection,
+    enums.DeliveryStatus,
+    enums.SignatureStatus,
+):
+    strawberry.enum(_enum)

@@ -1,0 +1,98 @@
+"""Schema extensions: document limits, caches, and error shaping.
+
+Extensions are given as factories so no state is shared between concurrent operations
+(instances are deprecated in Strawberry). The caches keep module-level LRUs, so a fresh
+extension per operation still hits them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+
+from studio_integrations.errors import StudioError
+
+log = logging.getLogger("studio_integrations.errors")
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 15_000
+CACHE_SIZE = 512
+
+
+class ShapeErrors(MaskErrors):
+    """Every error leaves with an ``extensions.code``; unexpected ones leave masked.
+
+    - errors the project raises (``StudioError``) keep their message and code;
+    - GraphQL errors (syntax, validation, limits, permission guards) keep their message;
+    - anything else becomes "Unexpected error." with the operation's trace id, and the
+      original, with its traceback, goes to the log under that trace id.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=self._is_unexpected)
+
+    @staticmethod
+    def _is_unexpected(error: GraphQLError) -> bool:
+        original = error.original_error
+        return original is not None and not isinstance(original, StudioError | GraphQLError)
+
+    def _trace_id(self) -> str | None:
+        context = getattr(self.execution_context, "context", None)
+        return getattr(context, "trace_id", None)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        trace_id = self._trace_id()
+        log.error(
+            "unexpected error in %s (trace %s)",
+            ".".join(str(p) for p in error.path or []) or "operation",
+            trace_id,
+            exc_info=error.original_error,
+        )
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR", "traceId": trace_id}
+        return masked
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [_with_code(e) for e in super()._process_errors(errors)]
+
+
+def _with_code(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    extensions: dict[str, Any] = dict(error.extensions or {})
+    if isinstance(original, StudioError):
+        extensions["code"] = original.code
+        field = getattr(original, "field", None)
+        if field:
+            extensions["field"] = field
+    elif "code" not in extensions:
+        if error.path is None:
+            syntax = error.message.startswith("Syntax Error") or "tokens" in error.message
+            extensions["code"] = "GRAPHQL_PARSE_FAILED" if syntax else "GRAPHQL_VALIDATION_FAILED"
+        else:
+            extensions["code"] = "BAD_REQUEST"
+    error.extensions = extensions
+    return error
+
+
+def schema_extensions() -> list[Callable[[], SchemaExtension]]:
+    return [
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        ShapeErrors,
+    ]

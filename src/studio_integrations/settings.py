@@ -1,0 +1,121 @@
+"""Settings: environment variables prefixed ``STUDIO_`` (DESIGN §9), embedded defaults.
+
+With no environment at all the service runs self-contained: SQLite file, in-memory bus,
+local encrypted vault and a development signing key created on first run under
+``STUDIO_STATE_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+DEV_ISSUER = "studio-integrations-dev"
+DEV_AUDIENCE = "studio-integrations"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite+aiosqlite:///./studio.db"
+    broadcast_url: str = "memory://"
+    secret_store: Literal["local", "azure"] = "local"
+    keyvault_url: str | None = None
+
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    dev_signing_key: SecretStr | None = None
+    master_key: SecretStr | None = None
+
+    allow_loopback_targets: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    probe_interval_seconds: float = Field(default=60, gt=0)
+    webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+
+    # Not in DESIGN §9's list, but a mature service needs them; defaults fit the embedded run.
+    state_dir: Path = Path(".studio")
+    bus_namespace: str = "studio"
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+    graphiql: bool = True
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            if not parts:
+                raise ValueError("STUDIO_WEBHOOK_RETRY_SCHEDULE needs at least one delay")
+            return tuple(int(p) for p in parts)
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(v < 0 for v in value):
+            raise ValueError("retry delays must be zero or positive seconds")
+        return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_jwks(self) -> bool:
+        return bool(self.jwt_jwks_url)
+
+    @property
+    def token_issuer(self) -> str:
+        return self.jwt_issuer or DEV_ISSUER
+
+    @property
+    def token_audience(self) -> str:
+        return self.jwt_audience or DEV_AUDIENCE
+
+    @cached_property
+    def resolved_dev_signing_key(self) -> str:
+        """The HS256 key: the setting, else a key kept in the state dir (made on first use)."""
+        if self.dev_signing_key is not None:
+            return self.dev_signing_key.get_secret_value()
+        return _key_file(self.state_dir / "dev-signing-key")
+
+    @cached_property
+    def resolved_master_key(self) -> str:
+        """The local vault's key (urlsafe base64 of 32 bytes): setting, else state-dir file."""
+        if self.master_key is not None:
+            return self.master_key.get_secret_value()
+        return _key_file(self.state_dir / "master.key")
+
+
+def _key_file(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    # Created 0600 and exclusively, so the key is never readable by other users, and two
+    # processes starting at once cannot write different keys (the loser reads the winner's).
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

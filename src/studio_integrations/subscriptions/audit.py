@@ -1,0 +1,28 @@
+"""auditEvents(types) subscription: the caller's tenant's events, as they are published.
+
+The bus channel is chosen from the caller's token, never from an argument, so a subscriber
+can only ever receive its own tenant's events. broadcaster fans one bus subscription per
+channel out to every local subscriber.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from studio_integrations.domain.audit import check_event_types
+from studio_integrations.schema.audit import AuditEvent
+from studio_integrations.schema.context import Info
+
+
+async def subscribe_audit_events(
+    info: Info, types: list[str] | None = None
+) -> AsyncGenerator[AuditEvent, None]:
+    wanted = check_event_types(types)
+    principal = info.context.require_principal()
+    async with info.context.services.bus.subscribe(principal.tenant_id) as envelopes:
+        async for envelope in envelopes:
+            if envelope.tenant_id != principal.tenant_id:
+                continue  # defence in depth: channels are per tenant already
+            if wanted and envelope.type not in wanted:
+                continue
+            yield AuditEvent.from_envelope(envelope)
