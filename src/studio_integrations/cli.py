@@ -24,6 +24,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=None,
         proxy_headers=True,
+        ws="websockets-sansio",
         ws_max_size=1024 * 1024,
     )
     return 0

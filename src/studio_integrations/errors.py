@@ -40,6 +40,16 @@ class UserInputError(StudioError):
         self.field = field
 
 
+class UserInputErrors(StudioError):
+    """Several validation failures found at once (so the form can mark every field)."""
+
+    code = "INVALID"
+
+    def __init__(self, errors: list[UserInputError]) -> None:
+        super().__init__("; ".join(e.message for e in errors))
+        self.errors = errors
+
+
 class UnscopedQueryError(StudioError):
     """A query touched tenant data from a session that is bound to no tenant (a bug)."""
 
