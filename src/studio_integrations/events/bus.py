@@ -31,6 +31,12 @@ from studio_integrations.events.outbox import tenant_channel
 log = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Keeps the subscription connection in subscribed mode even when no tenant is subscribed.
+_HEARTBEAT = "studio.bus.heartbeat"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class BusUnavailable(Exception):
@@ -66,15 +72,26 @@ class ResilientRedisBackend(BroadcastBackend):
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        if self._pubsub is not None and self.connected.is_set():
-            with contextlib.suppress(*_REDIS_ERRORS):  # the reader re-subscribes on reconnect
-                await self._pubsub.subscribe(channel)
+        if self.connected.is_set():
+            with contextlib.suppress(*_REDIS_ERRORS):  # the reader re-syncs on reconnect
+                await self._sync_channels()
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         if self._pubsub is not None and self.connected.is_set():
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._pubsub.unsubscribe(channel)
+
+    async def _sync_channels(self) -> None:
+        """Subscribe the connection to every wanted channel it is not subscribed to yet.
+
+        Called after each (re)connect and on each new channel, so a channel added while
+        the reader was connecting is never left out."""
+        if self._pubsub is None:
+            return
+        missing = self._channels - {_text(c) for c in self._pubsub.channels}
+        if missing:
+            await self._pubsub.subscribe(*missing)
 
     async def publish(self, channel: str, message: Any) -> None:
         assert self._client is not None, "connect() first"
@@ -106,8 +123,9 @@ class ResilientRedisBackend(BroadcastBackend):
         while True:
             try:
                 self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-                # A subscribe is the first round trip: it proves the connection is up.
-                await self._pubsub.subscribe("studio.bus.heartbeat", *self._channels)
+                await self._pubsub.subscribe(*self._channels, _HEARTBEAT)
+                await self._pubsub.ping()  # a round trip: the connection is really up
+                await self._sync_channels()
                 if lost:
                     self.reconnects += 1
                     log.warning("event bus reconnected to redis")
@@ -170,6 +188,18 @@ class EventBus:
                     yield EventEnvelope.from_json(event.message)
 
             yield envelopes()
+
+    @property
+    def connected(self) -> bool:
+        """False while the Redis subscription connection is down (memory:// is always up).
+
+        The relay holds events back meanwhile: publishing while this process's own
+        subscribers are not yet re-subscribed would lose the events for them."""
+        return self._redis is None or self._redis.connected.is_set()
+
+    def local_subscribers(self, tenant_id: str) -> int:
+        """Subscribers in this process for one tenant's channel (metrics and tests)."""
+        return len(self._broadcast._subscribers.get(self.channel(tenant_id), ()))
 
     async def ping(self) -> None:
         if self._redis is not None:

@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.events.bus import EventBus
+from studio_integrations.events.bus import BusUnavailable, EventBus
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import OutboxMessage
@@ -89,6 +89,8 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows were published. Raises when the bus
         refused one (after recording the attempt), so the caller backs off."""
+        if not self._bus.connected:
+            raise BusUnavailable("event bus is not connected")
         failure: Exception | None = None
         published = 0
         async with self._db.transaction(TenantScope.system_scope()) as session:

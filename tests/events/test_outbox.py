@@ -1,0 +1,162 @@
+"""Transactional outbox and relay: events commit with their change, publish after commit,
+and a bus outage delays them without losing any."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from studio_integrations.app import create_app
+from studio_integrations.domain.context import ActionContext
+from studio_integrations.events.envelope import EventEnvelope, EventType
+from studio_integrations.events.outbox import emit_event
+from studio_integrations.persistence.db import TenantScope
+from studio_integrations.persistence.models import AuditEvent, Credential, OutboxMessage
+from studio_integrations.services import Services
+from tests.conftest import TokenFactory, make_settings
+from tests.support.backends import Backend
+from tests.support.events import emit
+from tests.support.gqlws import subscribe
+from tests.support.live import serve
+from tests.support.redis_server import private_redis
+
+
+async def _counts(services: Services) -> tuple[int, int]:
+    async with services.db.session(TenantScope.system_scope()) as s:
+        audit = (await s.execute(select(func.count()).select_from(AuditEvent))).scalar_one()
+        outbox = (await s.execute(select(func.count()).select_from(OutboxMessage))).scalar_one()
+    return audit, outbox
+
+
+async def _unpublished(services: Services) -> list[OutboxMessage]:
+    async with services.db.session(TenantScope.system_scope()) as s:
+        return list(
+            (
+                await s.execute(select(OutboxMessage).where(OutboxMessage.published_at.is_(None)))
+            ).scalars()
+        )
+
+
+async def _until(predicate: object, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_event_and_change_roll_back_together(services: Services) -> None:
+    from studio_integrations.domain.enums import AuthMode, RotationStrategy
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        async with services.db.transaction(TenantScope.of("acme")) as s:
+            s.add(
+                Credential(
+                    key_vault_ref="local://vault/secrets/x",
+                    auth_mode=AuthMode.API_KEY,
+                    current_version="1",
+                    rotation_strategy=RotationStrategy.EXTERNAL,
+                )
+            )
+            emit_event(
+                s,
+                ActionContext.system("acme"),
+                type=EventType.CREDENTIAL_REGISTERED,
+                subject_type="Credential",
+                subject_id="cred_x",
+            )
+            raise Boom
+    assert await _counts(services) == (0, 0)
+    async with services.db.session(TenantScope.of("acme")) as s:
+        assert (await s.execute(select(func.count()).select_from(Credential))).scalar_one() == 0
+
+
+async def test_committed_events_are_published_to_their_tenant_channel_in_order(
+    services: Services,
+) -> None:
+    async with services.bus.subscribe("acme") as acme, services.bus.subscribe("globex") as globex:
+        await asyncio.sleep(0.05)
+        sent = [await emit(services, "acme", subject_id=f"prov_{i}") for i in range(5)]
+        received: list[EventEnvelope] = [await asyncio.wait_for(anext(acme), 10) for _ in sent]
+        assert [e.id for e in received] == [e.id for e in sent]
+        assert received[0] == sent[0]  # the envelope survives the bus byte for byte
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(globex), 0.3)
+    await _until(lambda: _no_unpublished(services))
+
+
+async def _no_unpublished(services: Services) -> bool:
+    return not await _unpublished(services)
+
+
+async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
+    backend: Backend, tmp_path: Path
+) -> None:
+    svc = Services.build(make_settings(backend, tmp_path, outbox_poll_seconds=30))
+    await svc.start()
+    try:
+        await asyncio.sleep(0.2)  # the relay is now asleep for 30 s
+        async with svc.bus.subscribe("acme") as events:
+            await asyncio.sleep(0.05)
+            sent = await emit(svc, "acme")
+            got = await asyncio.wait_for(anext(events), 5)
+        assert got.id == sent.id
+    finally:
+        await svc.stop()
+
+
+async def test_redis_outage_delays_events_and_loses_none(
+    backend: Backend, tmp_path: Path, make_token: TokenFactory
+) -> None:
+    """Redis stops; an event is emitted; the API keeps serving; Redis returns; the event is
+    published and reaches a subscriber that was connected all along."""
+    with private_redis(tmp_path) as redis:
+        settings = make_settings(Backend(backend.name, backend.database_url, redis.url), tmp_path)
+        async with (
+            serve(create_app(settings)) as live,
+            httpx.AsyncClient(base_url=live.url) as http,
+        ):
+            services = live.services
+            async with subscribe(
+                live.ws_url,
+                make_token(),
+                "subscription { auditEvents { id } }",
+                bus=services.bus,
+                tenant_id="acme",
+            ) as sub:
+                redis.stop()
+                sent = await emit(services, "acme")
+                await _until(lambda: _attempted(services))
+                viewer = await http.post(
+                    "/graphql",
+                    json={"query": "{ viewer { tenantId } }"},
+                    headers={"Authorization": f"Bearer {make_token()}"},
+                )
+                assert (
+                    viewer.status_code == 200
+                    and viewer.json()["data"]["viewer"]["tenantId"] == "acme"
+                )
+                ready = await http.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["checks"]["bus"].startswith(
+                    "unavailable"
+                )
+                assert [m.event_id for m in await _unpublished(services)] == [sent.id]
+
+                redis.start()
+                got = await sub.next(timeout=30)
+                assert got["auditEvents"]["id"] == sent.id
+                await _until(lambda: _no_unpublished(services))
+                assert (await http.get("/readyz")).status_code == 200
+
+
+async def _attempted(services: Services) -> bool:
+    rows = await _unpublished(services)
+    return bool(rows)  # the event is committed and still waiting for the bus

@@ -1,0 +1,26 @@
+"""Emitting events the way a governed action does (for tests of the event plumbing)."""
+
+from __future__ import annotations
+
+from studio_integrations.domain.context import ActionContext, Actor
+from studio_integrations.domain.enums import ActorKind
+from studio_integrations.events.envelope import EventEnvelope, EventType
+from studio_integrations.events.outbox import emit_event
+from studio_integrations.persistence.db import TenantScope
+from studio_integrations.services import Services
+
+
+async def emit(
+    services: Services,
+    tenant_id: str,
+    *,
+    type: EventType = EventType.PROVIDER_REGISTERED,
+    subject_id: str = "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
+    trace_id: str = "4bf92f3577b34da6a3ce929d0e0e4736",
+    actor: str = "alice",
+) -> EventEnvelope:
+    ctx = ActionContext(tenant_id, Actor(actor, ActorKind.USER, actor.title()), trace_id)
+    async with services.db.transaction(TenantScope.of(tenant_id)) as session:
+        return emit_event(
+            session, ctx, type=type, subject_type="Provider", subject_id=subject_id, data={"n": 1}
+        )
