@@ -31,6 +31,8 @@ from studio_integrations.errors import TenantWriteViolation, UnscopedQueryError
 from studio_integrations.persistence.models import SharedCatalog, TenantScoped
 
 SCOPE_KEY = "studio.tenant_scope"
+# Marks sessions of background workers, whose statements the statement counter ignores.
+BACKGROUND_KEY = "studio.background"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,11 @@ def _guard_tenant_writes(session: Session, _flush: UOWTransaction, _instances: A
             raise TenantWriteViolation("a tenant may only change its own rows")
 
 
+@event.listens_for(StudioSession, "after_begin")
+def _mark_connection(session: Session, _transaction: Any, connection: Connection) -> None:
+    connection.info[BACKGROUND_KEY] = bool(session.info.get(BACKGROUND_KEY))
+
+
 @dataclass
 class StatementCounter:
     """Counts SQL statements (tests assert N+1 freedom with it)."""
@@ -148,17 +155,20 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def session(self, scope: TenantScope | None) -> AsyncSession:
+    def session(self, scope: TenantScope | None, *, background: bool = False) -> AsyncSession:
         session = self._sessions()
         session.info.update(self.session_info)
+        session.info[BACKGROUND_KEY] = background
         if scope is not None:
             session.info[SCOPE_KEY] = scope
         return session
 
     @asynccontextmanager
-    async def transaction(self, scope: TenantScope | None) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, scope: TenantScope | None, *, background: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        async with self.session(scope) as session, session.begin():
+        async with self.session(scope, background=background) as session, session.begin():
             yield session
 
     async def ping(self) -> None:
@@ -170,6 +180,7 @@ class Database:
 
     @contextmanager
     def count_statements(self) -> Iterator[StatementCounter]:
+        """Counts the statements of foreground (request) sessions while the block runs."""
         counter = StatementCounter()
         self._counters.append(counter)
         try:
@@ -177,7 +188,11 @@ class Database:
         finally:
             self._counters.remove(counter)
 
-    def _count(self, _conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    def _count(self, conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Transaction control is not a query (and SQLite's BEGIN runs before the session has
+        # marked its connection as a worker's).
+        if not self._counters or conn.info.get(BACKGROUND_KEY) or statement.startswith("BEGIN"):
+            return
         for counter in self._counters:
             counter.count += 1
             counter.statements.append(statement)

@@ -8,7 +8,7 @@ extension per operation still hits them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from graphql import GraphQLError
@@ -67,6 +67,15 @@ class ShapeErrors(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [_with_code(e) for e in super()._process_errors(errors)]
+
+    def on_operation(self) -> Iterator[None]:
+        # Parse failures (syntax, token limit) never reach ``result``: Strawberry throws
+        # them through the operation hooks. They are the client's: code them and let go.
+        try:
+            yield from super().on_operation()
+        except GraphQLError as error:
+            _with_code(error)
+            raise
 
 
 def _with_code(error: GraphQLError) -> GraphQLError:

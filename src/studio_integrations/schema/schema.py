@@ -6,9 +6,12 @@ Root fields only bind names, guards and resolvers; the work is in ``resolvers/``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.types import ExecutionContext
 
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import Scope
@@ -20,6 +23,8 @@ from studio_integrations.schema.extensions import schema_extensions
 from studio_integrations.schema.relay import Node
 from studio_integrations.schema.viewer import Viewer
 from studio_integrations.subscriptions.audit import subscribe_audit_events
+
+log = logging.getLogger(__name__)
 
 
 @strawberry.type
@@ -50,8 +55,18 @@ class Subscription:
     )
 
 
+class StudioSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Client errors are the client's business: log them at DEBUG. Unexpected errors are
+        logged once, with their traceback and trace id, by ``ShapeErrors``."""
+        for error in errors:
+            log.debug("graphql error: %s", error.message)
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return StudioSchema(
         query=Query,
         subscription=Subscription,
         types=[AuditEvent],

@@ -93,7 +93,7 @@ class OutboxRelay:
             raise BusUnavailable("event bus is not connected")
         failure: Exception | None = None
         published = 0
-        async with self._db.transaction(TenantScope.system_scope()) as session:
+        async with self._db.transaction(TenantScope.system_scope(), background=True) as session:
             rows = (
                 await session.execute(
                     select(OutboxMessage)
