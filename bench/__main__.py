@@ -82,7 +82,7 @@ async def main() -> None:
                     latencies.append(time.perf_counter() - start)
         print(f"baseline JSON endpoint     median {base * 1e3:7.2f} ms  (1.00x)")
         print(
-            f"viewer query               median {viewer * 1e3:7.2f} ms  ({viewer / base:.2f}x baseline)"
+            f"viewer query               median {viewer * 1e3:7.2f} ms  ({viewer / base:.2f}x base)"
         )
         print(
             f"auditEvents(first: 50)     median {page * 1e3:7.2f} ms  ({page / viewer:.2f}x viewer)"
