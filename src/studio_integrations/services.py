@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
@@ -10,6 +12,9 @@ from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.workers.outbox_relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+SHUTDOWN_STEP_SECONDS = 5.0
 
 
 @dataclass
@@ -33,9 +38,16 @@ class Services:
         self.relay.start()
 
     async def stop(self) -> None:
+        """Stop workers, then close connections. Each step is bounded: a stuck dependency
+        must not keep the process from shutting down."""
         await self.relay.stop()
-        await self.bus.disconnect()
+        steps = [self.bus.disconnect()]
         aclose = getattr(self.verifier, "aclose", None)
         if aclose is not None:
-            await aclose()
+            steps.append(aclose())
+        for step in steps:
+            try:
+                await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
+            except Exception:
+                log.warning("shutdown step did not finish cleanly", exc_info=True)
         await self.db.dispose()

@@ -54,6 +54,7 @@ class ResilientRedisBackend(BroadcastBackend):
         self._reader: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self._closing = False
 
     async def connect(self) -> None:
         self._client = aioredis.Redis.from_url(
@@ -62,13 +63,17 @@ class ResilientRedisBackend(BroadcastBackend):
         self._reader = asyncio.create_task(self._read_forever(), name="redis-bus-reader")
 
     async def disconnect(self) -> None:
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await self._close_pubsub()
+            # redis-py can absorb a cancellation inside a pub/sub read; the reader also checks
+            # ``_closing``, and shutdown never waits more than a few seconds for it.
+            await asyncio.wait({self._reader}, timeout=3)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._close_pubsub(), 3)
         if self._client is not None:
-            await self._client.aclose()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._client.aclose(), 3)
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
@@ -120,7 +125,7 @@ class ResilientRedisBackend(BroadcastBackend):
         backoff = 0.05
         lost = False
         assert self._client is not None
-        while True:
+        while not self._closing:
             try:
                 self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(*self._channels, _HEARTBEAT)
@@ -132,7 +137,7 @@ class ResilientRedisBackend(BroadcastBackend):
                 lost = False
                 self.connected.set()
                 backoff = 0.05
-                while True:
+                while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._queue.put_nowait(Event(message["channel"], message["data"]))
