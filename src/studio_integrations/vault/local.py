@@ -21,13 +21,15 @@ from studio_integrations.errors import StudioError, UserInputError
 from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import VaultSecretVersion
 from studio_integrations.persistence.types import utcnow
-from studio_integrations.settings import Settings
 from studio_integrations.vault.base import (
     SECRET_NAME,
     SecretNotFound,
     SecretProperties,
     SecretValue,
 )
+
+# Moved to vault.factory (it now also builds the Azure store); re-exported for existing imports.
+from studio_integrations.vault.factory import make_secret_store as make_secret_store
 
 LOCAL_VAULT_URL = "local://vault"
 MAX_SECRET_BYTES = 25 * 1024  # Key Vault's limit for a secret value
@@ -156,13 +158,3 @@ class LocalSecretStore:
 
     async def close(self) -> None:
         return None
-
-
-def make_secret_store(settings: Settings, db: Database) -> LocalSecretStore:
-    """The configured store. Azure Key Vault arrives with the connections issue (#4)."""
-    if settings.secret_store != "local":
-        raise StudioError(
-            "STUDIO_SECRET_STORE=azure is not available in this build yet; use 'local'",
-            code="VAULT_UNAVAILABLE",
-        )
-    return LocalSecretStore(db, settings.resolved_master_key)
