@@ -29,3 +29,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # The Azure SDK logs every HTTP request at INFO; keep its warnings and errors only.
+    logging.getLogger("azure").setLevel(max(logging.WARNING, root.level))
