@@ -1,4 +1,5 @@
-"""The per-process services the app wires together: database, bus, token verifier, relay."""
+"""The per-process services the app wires together: database, bus, token verifier, outbox
+relay, secret store and the outbound HTTP client."""
 
 from __future__ import annotations
 
@@ -6,15 +7,34 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import httpx
+
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
+from studio_integrations.vault.base import SecretStore
+from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.outbox_relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 SHUTDOWN_STEP_SECONDS = 5.0
+
+
+# Outbound calls (provider APIs, webhook receivers): one pooled client per process. Redirects
+# are not followed: a redirect could lead a request to an address the egress checks refused.
+OUTBOUND_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+OUTBOUND_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+def outbound_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=OUTBOUND_TIMEOUT,
+        limits=OUTBOUND_LIMITS,
+        follow_redirects=False,
+        headers={"User-Agent": "studio-integrations"},
+    )
 
 
 @dataclass
@@ -24,13 +44,23 @@ class Services:
     bus: EventBus
     verifier: TokenVerifier
     relay: OutboxRelay
+    vault: SecretStore
+    http: httpx.AsyncClient
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
         bus = EventBus(settings.broadcast_url, namespace=settings.bus_namespace)
         relay = OutboxRelay(db, bus, poll_seconds=settings.outbox_poll_seconds)
-        return cls(settings=settings, db=db, bus=bus, verifier=make_verifier(settings), relay=relay)
+        return cls(
+            settings=settings,
+            db=db,
+            bus=bus,
+            verifier=make_verifier(settings),
+            relay=relay,
+            vault=make_secret_store(settings, db),
+            http=outbound_client(),
+        )
 
     async def start(self) -> None:
         await self.bus.connect()
@@ -41,7 +71,7 @@ class Services:
         """Stop workers, then close connections. Each step is bounded: a stuck dependency
         must not keep the process from shutting down."""
         await self.relay.stop()
-        steps = [self.bus.disconnect()]
+        steps = [self.bus.disconnect(), self.vault.close(), self.http.aclose()]
         aclose = getattr(self.verifier, "aclose", None)
         if aclose is not None:
             steps.append(aclose())
