@@ -143,6 +143,9 @@ class ExternalApiClient(SharedCatalog, Timestamps, Base):
     provider_id: Mapped[str] = _fk("providers.id", ondelete="CASCADE")
     assembly: Mapped[str] = mapped_column(String(200))
     version: Mapped[str] = mapped_column(String(100))
+    # SemVer precedence as a string that sorts like it (``domain.semver.SemVer.sort_key``),
+    # so listings order and paginate by version in SQL.
+    version_sort_key: Mapped[str] = mapped_column(String(300))
     capabilities: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
     status: Mapped[ApiClientStatus] = mapped_column(
         enum_column(ApiClientStatus), default=ApiClientStatus.PREVIEW
