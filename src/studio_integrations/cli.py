@@ -31,10 +31,21 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from studio_integrations.domain.catalogue import load_catalogue
+    from studio_integrations.persistence.db import Database
     from studio_integrations.persistence.migrations import upgrade
 
     upgrade(settings.database_url)
     print("database is at the latest schema", file=sys.stderr)
+
+    async def load() -> str:
+        db = Database(settings.database_url)
+        try:
+            return (await load_catalogue(db)).summary()
+        finally:
+            await db.dispose()
+
+    print(asyncio.run(load()), file=sys.stderr)
     return 0
 
 

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from studio_integrations.domain.catalogue import load_catalogue
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 
 Seeder = Callable[[Database, Settings, str], Awaitable[list[str]]]
 
-SEEDERS: list[Seeder] = []
+
+async def seed_catalogue(db: Database, _settings: Settings, _tenant_id: str) -> list[str]:
+    """The global provider catalogue first: the other areas' demo data refers to it."""
+    return [(await load_catalogue(db)).summary()]
+
+
+SEEDERS: list[Seeder] = [seed_catalogue]
 
 
 async def seed_demo(db: Database, settings: Settings, *, tenant_id: str) -> list[str]:
