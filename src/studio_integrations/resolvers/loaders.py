@@ -6,8 +6,9 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from studio_integrations.domain.providers import api_clients_for_providers
 from studio_integrations.persistence.db import Database, TenantScope
-from studio_integrations.persistence.models import Base
+from studio_integrations.persistence.models import Base, ExternalApiClient
 from studio_integrations.persistence.repository import TenantRepository
 
 
@@ -16,6 +17,7 @@ class Loaders:
         self._db = db
         self._scope = scope
         self._by_id: dict[type[Base], DataLoader[str, Any]] = {}
+        self._api_clients_by_provider: DataLoader[str, list[ExternalApiClient]] | None = None
 
     def by_id(self, model: type[Base]) -> DataLoader[str, Any]:
         loader = self._by_id.get(model)
@@ -27,3 +29,16 @@ class Loaders:
 
             loader = self._by_id[model] = DataLoader(load_fn=batch)
         return loader
+
+    @property
+    def api_clients_by_provider(self) -> DataLoader[str, list[ExternalApiClient]]:
+        """A provider's visible API clients in SemVer order, one statement per batch."""
+        if self._api_clients_by_provider is None:
+
+            async def batch(provider_ids: list[str]) -> list[list[ExternalApiClient]]:
+                async with self._db.session(self._scope) as session:
+                    found = await api_clients_for_providers(session, provider_ids)
+                return [found.get(i, []) for i in provider_ids]
+
+            self._api_clients_by_provider = DataLoader(load_fn=batch)
+        return self._api_clients_by_provider

@@ -18,8 +18,11 @@ from studio_integrations.errors import Forbidden
 from studio_integrations.ids import type_of
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.persistence.models import Base
+from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
+from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.schema.audit import AuditEvent
 from studio_integrations.schema.context import Info
+from studio_integrations.schema.providers import ExternalApiClient, Provider
 from studio_integrations.schema.relay import Node
 
 
@@ -38,6 +41,11 @@ def register_node(type_name: str, node_type: NodeType) -> None:
 
 
 register_node("AuditEvent", NodeType(Scope.AUDIT_READ, AuditEventRow, AuditEvent.from_row))
+register_node("Provider", NodeType(Scope.PROVIDERS_READ, ProviderRow, Provider.from_row))
+register_node(
+    "ExternalApiClient",
+    NodeType(Scope.PROVIDERS_READ, ExternalApiClientRow, ExternalApiClient.from_row),
+)
 
 
 async def resolve_node(info: Info, id: strawberry.ID) -> Node | None:

@@ -14,12 +14,28 @@ from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
 from studio_integrations.auth.guards import requires
-from studio_integrations.auth.scopes import Scope
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.resolvers.audit import resolve_audit_events
 from studio_integrations.resolvers.node import resolve_node
+from studio_integrations.resolvers.providers import (
+    register_api_client,
+    register_provider,
+    resolve_api_clients,
+    resolve_capability_matrix,
+    resolve_providers,
+)
 from studio_integrations.schema.audit import AuditEvent, AuditEventConnection
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.extensions import schema_extensions
+from studio_integrations.schema.providers import (
+    CapabilityMatrix,
+    ExternalApiClient,
+    ExternalApiClientConnection,
+    Provider,
+    ProviderConnection,
+    RegisterApiClientPayload,
+    RegisterProviderPayload,
+)
 from studio_integrations.schema.relay import Node
 from studio_integrations.schema.viewer import Viewer
 from studio_integrations.subscriptions.audit import subscribe_audit_events
@@ -41,6 +57,50 @@ class Query:
         resolver=resolve_audit_events,
         extensions=requires(Scope.AUDIT_READ),
         description="The tenant's audit log, newest first. Requires `audit:read`.",
+    )
+
+    providers: ProviderConnection | None = strawberry.field(
+        resolver=resolve_providers,
+        extensions=requires(Scope.PROVIDERS_READ),
+        description=(
+            "The tenant's providers and the global catalogue (`global: true`), newest first. "
+            "Requires `providers:read`."
+        ),
+    )
+
+    api_clients: ExternalApiClientConnection | None = strawberry.field(
+        resolver=resolve_api_clients,
+        extensions=requires(Scope.PROVIDERS_READ),
+        description=(
+            "Visible API clients by assembly, newest SemVer first. Requires `providers:read`."
+        ),
+    )
+
+    capability_matrix: CapabilityMatrix | None = strawberry.field(
+        resolver=resolve_capability_matrix,
+        extensions=requires(Scope.PROVIDERS_READ),
+        description=(
+            "Which operations each provider and API client supports: every visible provider, "
+            "or the given ones. Requires `providers:read`."
+        ),
+    )
+
+
+@strawberry.type
+class Mutation:
+    register_provider: RegisterProviderPayload | None = strawberry.mutation(
+        resolver=register_provider,
+        extensions=requires(ACTION_SCOPES["registerProvider"]),
+        description="Register a tenant-owned provider. Requires `providers:write`.",
+    )
+
+    register_api_client: RegisterApiClientPayload | None = strawberry.mutation(
+        resolver=register_api_client,
+        extensions=requires(ACTION_SCOPES["registerApiClient"]),
+        description=(
+            "Register a version of an API client for one of the tenant's providers. "
+            "Requires `providers:write`."
+        ),
     )
 
 
@@ -68,8 +128,9 @@ class StudioSchema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     return StudioSchema(
         query=Query,
+        mutation=Mutation,
         subscription=Subscription,
-        types=[AuditEvent],
+        types=[AuditEvent, Provider, ExternalApiClient],
         extensions=schema_extensions(),
     )
 
