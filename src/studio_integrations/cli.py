@@ -104,7 +104,7 @@ def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
     from studio_integrations.errors import StudioError
     from studio_integrations.persistence.db import Database
     from studio_integrations.vault.base import SecretRef
-    from studio_integrations.vault.local import make_secret_store
+    from studio_integrations.vault.factory import make_secret_store
 
     value = sys.stdin.read()
     if value.endswith("\n"):
@@ -115,12 +115,14 @@ def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> str:
         db = Database(settings.database_url)
-        store = make_secret_store(settings, db)
         try:
-            props = await store.set_secret(args.name, value, content_type=args.content_type)
-            return f"{SecretRef(store.vault_url, props.name, props.version)}"
+            store = make_secret_store(settings, db)
+            try:
+                props = await store.set_secret(args.name, value, content_type=args.content_type)
+                return f"{SecretRef(store.vault_url, props.name, props.version)}"
+            finally:
+                await store.close()
         finally:
-            await store.close()
             await db.dispose()
 
     try:

@@ -12,6 +12,9 @@ from studio_integrations.domain import enums
 
 for _enum in (
     enums.ActorKind,
+    enums.ProviderCategory,
+    enums.ProviderStatus,
+    enums.ApiClientStatus,
     enums.AuthMode,
     enums.RotationStrategy,
     enums.ConnectionStatus,

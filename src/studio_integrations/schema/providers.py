@@ -24,11 +24,6 @@ from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.relay import Connection, Node
 
-# The registry's own enums (``schema.enums`` registers the cross-area ones).
-for _enum in (ProviderCategory, ProviderStatus, ApiClientStatus):
-    if getattr(_enum, "__strawberry_definition__", None) is None:
-        strawberry.enum(_enum)
-
 
 @strawberry.type(description="The cheap authenticated call used by connection tests and probes.")
 class VerificationRequest:
