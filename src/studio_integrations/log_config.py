@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from studio_integrations.domain.egress import install_log_redaction
+
 
 def configure_logging(level: str = "INFO") -> None:
     renderer: structlog.types.Processor = (
@@ -29,5 +31,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # httpx logs full URLs at INFO: mask query values (some providers take keys there).
+    install_log_redaction()
     # The Azure SDK logs every HTTP request at INFO; keep its warnings and errors only.
     logging.getLogger("azure").setLevel(max(logging.WARNING, root.level))

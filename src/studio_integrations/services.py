@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
+from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
@@ -24,6 +25,8 @@ SHUTDOWN_STEP_SECONDS = 5.0
 
 # Outbound calls (provider APIs, webhook receivers): one pooled client per process. Redirects
 # are not followed: a redirect could lead a request to an address the egress checks refused.
+# Environment proxies are ignored: requests carry the checked IP (see ``domain.egress``), and
+# a proxy would be handed that IP and verify TLS against it instead of the provider's name.
 OUTBOUND_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 OUTBOUND_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
@@ -33,6 +36,7 @@ def outbound_client() -> httpx.AsyncClient:
         timeout=OUTBOUND_TIMEOUT,
         limits=OUTBOUND_LIMITS,
         follow_redirects=False,
+        trust_env=False,
         headers={"User-Agent": "studio-integrations"},
     )
 
@@ -46,12 +50,14 @@ class Services:
     relay: OutboxRelay
     vault: SecretStore
     http: httpx.AsyncClient
+    provider_caller: ProviderCaller
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
         bus = EventBus(settings.broadcast_url, namespace=settings.bus_namespace)
         relay = OutboxRelay(db, bus, poll_seconds=settings.outbox_poll_seconds)
+        http = outbound_client()
         return cls(
             settings=settings,
             db=db,
@@ -59,7 +65,9 @@ class Services:
             verifier=make_verifier(settings),
             relay=relay,
             vault=make_secret_store(settings, db),
-            http=outbound_client(),
+            http=http,
+            # One per process: it holds the OAuth2 token cache.
+            provider_caller=ProviderCaller(http, allow_loopback=settings.allow_loopback_targets),
         )
 
     async def start(self) -> None:

@@ -41,6 +41,7 @@ from studio_integrations.domain.enums import (
     ProviderCategory,
     ProviderStatus,
 )
+from studio_integrations.domain.provider_calls import PLACEHOLDER
 from studio_integrations.domain.semver import InvalidSemVer, SemVer
 from studio_integrations.errors import UserInputError, UserInputErrors
 from studio_integrations.events.envelope import EventType
@@ -87,7 +88,6 @@ KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 CAPABILITY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+$")
 # A dotted .NET assembly name of at least two identifiers, e.g. ``ConnectSoft.Deputy.ApiClient``.
 ASSEMBLY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
-PLACEHOLDER_PATTERN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _KNOWN_DIALECTS = {
     str(v.META_SCHEMA.get("$id") or v.META_SCHEMA.get("id")).rstrip("#"): v
@@ -225,11 +225,11 @@ def _auth_modes(errors: _Errors, field: str, values: Sequence[AuthMode | str]) -
 
 
 def _placeholders(template: str) -> set[str]:
-    return set(PLACEHOLDER_PATTERN.findall(template))
+    return set(PLACEHOLDER.findall(template))
 
 
 def _without_placeholders(template: str) -> str:
-    return PLACEHOLDER_PATTERN.sub("0", template)
+    return PLACEHOLDER.sub("0", template)
 
 
 def _url(
