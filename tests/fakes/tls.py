@@ -6,15 +6,15 @@ SDK, ``SSL_CERT_FILE`` for a subprocess); nothing disables verification.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
-import uvicorn
 from starlette.types import ASGIApp
+
+from tests.support.live import serve
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,6 @@ def make_tls(directory: Path, hostnames: Sequence[str] = ("127.0.0.1", "localhos
 @contextlib.asynccontextmanager
 async def serve_https(app: ASGIApp, tls: TlsFiles, host: str = "127.0.0.1") -> AsyncIterator[int]:
     """Serve ``app`` over HTTPS on a free port of ``host`` in this event loop; yields the port."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=0,
-        log_level="warning",
-        lifespan="off",
-        ssl_certfile=str(tls.cert),
-        ssl_keyfile=str(tls.key),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()  # startup failed: raise its error
-            await asyncio.sleep(0.01)
-        port: int = server.servers[0].sockets[0].getsockname()[1]
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
+    options = {"lifespan": "off", "ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+    async with serve(app, host, **options) as live:
+        yield live.port

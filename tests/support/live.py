@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,10 +39,13 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Starlette, host: str = "127.0.0.1") -> AsyncIterator[LiveServer]:
-    config = uvicorn.Config(
-        app, host=host, port=0, log_level="warning", lifespan="on", ws="websockets-sansio"
-    )
+async def serve(
+    app: Starlette, host: str = "127.0.0.1", **options: Any
+) -> AsyncIterator[LiveServer]:
+    """Serve ``app`` on a free port of ``host``; ``options`` go to ``uvicorn.Config``."""
+    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "ws": "websockets-sansio"}
+    settings.update(options)
+    config = uvicorn.Config(app, host=host, port=0, **settings)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

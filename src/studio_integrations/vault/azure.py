@@ -44,8 +44,8 @@ from studio_integrations.vault.base import (
     SecretValue,
     VaultAccessDenied,
     VaultUnavailable,
+    check_new_secret,
 )
-from studio_integrations.vault.local import MAX_SECRET_BYTES
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -268,10 +268,7 @@ class AzureKeyVaultStore:
         expires_at: datetime | None = None,
         tags: dict[str, str] | None = None,
     ) -> SecretProperties:
-        if not SECRET_NAME.match(name):
-            raise UserInputError("secret names are 1-127 letters, digits or dashes", field="name")
-        if len(value.encode()) > MAX_SECRET_BYTES:
-            raise UserInputError("secret value is larger than 25 KiB", field="value")
+        check_new_secret(name, value)
         secret = await self._call(
             self._client.set_secret(
                 name, value, content_type=content_type, expires_on=_aware(expires_at), tags=tags

@@ -17,6 +17,15 @@ from studio_integrations.errors import NotFound, StudioError, UserInputError
 # Key Vault secret names: 1-127 characters, letters, digits and dashes.
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 SECRET_VERSION = re.compile(r"^[0-9A-Za-z]{1,64}$")
+MAX_SECRET_BYTES = 25 * 1024  # Key Vault's limit for a secret value
+
+
+def check_new_secret(name: str, value: str) -> None:
+    """What every store accepts as a new secret version (Key Vault's own rules)."""
+    if not SECRET_NAME.match(name):
+        raise UserInputError("secret names are 1-127 letters, digits or dashes", field="name")
+    if len(value.encode()) > MAX_SECRET_BYTES:
+        raise UserInputError("secret value is larger than 25 KiB", field="value")
 
 
 class SecretNotFound(NotFound):

@@ -17,22 +17,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
-from studio_integrations.errors import StudioError, UserInputError
+from studio_integrations.errors import StudioError
 from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import VaultSecretVersion
 from studio_integrations.persistence.types import utcnow
 from studio_integrations.vault.base import (
-    SECRET_NAME,
     SecretNotFound,
     SecretProperties,
     SecretValue,
+    check_new_secret,
 )
 
 # Moved to vault.factory (it now also builds the Azure store); re-exported for existing imports.
 from studio_integrations.vault.factory import make_secret_store as make_secret_store
 
 LOCAL_VAULT_URL = "local://vault"
-MAX_SECRET_BYTES = 25 * 1024  # Key Vault's limit for a secret value
 
 
 def derive_key(master_key: str) -> bytes:
@@ -75,10 +74,7 @@ class LocalSecretStore:
         expires_at: datetime | None = None,
         tags: dict[str, str] | None = None,
     ) -> SecretProperties:
-        if not SECRET_NAME.match(name):
-            raise UserInputError("secret names are 1-127 letters, digits or dashes", field="name")
-        if len(value.encode()) > MAX_SECRET_BYTES:
-            raise UserInputError("secret value is larger than 25 KiB", field="value")
+        check_new_secret(name, value)
         version = uuid.uuid4().hex
         nonce = os.urandom(12)
         row = VaultSecretVersion(
