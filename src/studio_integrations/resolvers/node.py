@@ -18,10 +18,12 @@ from studio_integrations.errors import Forbidden
 from studio_integrations.ids import type_of
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.persistence.models import Base
+from studio_integrations.persistence.models import Credential as CredentialRow
 from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.schema.audit import AuditEvent
 from studio_integrations.schema.context import Info
+from studio_integrations.schema.credentials import Credential
 from studio_integrations.schema.providers import ExternalApiClient, Provider
 from studio_integrations.schema.relay import Node
 
@@ -46,6 +48,7 @@ register_node(
     "ExternalApiClient",
     NodeType(Scope.PROVIDERS_READ, ExternalApiClientRow, ExternalApiClient.from_row),
 )
+register_node("Credential", NodeType(Scope.CREDENTIALS_READ, CredentialRow, Credential.from_row))
 
 
 async def resolve_node(info: Info, id: strawberry.ID) -> Node | None:

@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.resolvers.audit import resolve_audit_events
+from studio_integrations.resolvers.credentials import register_credential, resolve_credentials
 from studio_integrations.resolvers.node import resolve_node
 from studio_integrations.resolvers.providers import (
     register_api_client,
@@ -26,6 +27,11 @@ from studio_integrations.resolvers.providers import (
 )
 from studio_integrations.schema.audit import AuditEvent, AuditEventConnection
 from studio_integrations.schema.context import Info
+from studio_integrations.schema.credentials import (
+    Credential,
+    CredentialConnection,
+    RegisterCredentialPayload,
+)
 from studio_integrations.schema.extensions import schema_extensions
 from studio_integrations.schema.providers import (
     CapabilityMatrix,
@@ -85,6 +91,15 @@ class Query:
         ),
     )
 
+    credentials: CredentialConnection | None = strawberry.field(
+        resolver=resolve_credentials,
+        extensions=requires(Scope.CREDENTIALS_READ),
+        description=(
+            "The tenant's credentials (references and metadata, never values), newest first. "
+            "Requires `credentials:read`."
+        ),
+    )
+
 
 @strawberry.type
 class Mutation:
@@ -100,6 +115,15 @@ class Mutation:
         description=(
             "Register a version of an API client for one of the tenant's providers. "
             "Requires `providers:write`."
+        ),
+    )
+
+    register_credential: RegisterCredentialPayload | None = strawberry.mutation(
+        resolver=register_credential,
+        extensions=requires(ACTION_SCOPES["registerCredential"]),
+        description=(
+            "Bind a secret of the configured vault by reference and pin its version. "
+            "Requires `credentials:write`."
         ),
     )
 
@@ -130,7 +154,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[AuditEvent, Provider, ExternalApiClient],
+        types=[AuditEvent, Provider, ExternalApiClient, Credential],
         extensions=schema_extensions(),
     )
 
