@@ -101,6 +101,7 @@ def _export_schema(_settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
+    from studio_integrations.domain.credentials import TENANT_TAG
     from studio_integrations.errors import StudioError
     from studio_integrations.persistence.db import Database
     from studio_integrations.vault.base import SecretRef
@@ -118,7 +119,11 @@ def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
         try:
             store = make_secret_store(settings, db)
             try:
-                props = await store.set_secret(args.name, value, content_type=args.content_type)
+                # The tag is what lets a tenant bind the secret (see domain.credentials).
+                tags = {TENANT_TAG: args.tenant} if args.tenant else None
+                props = await store.set_secret(
+                    args.name, value, content_type=args.content_type, tags=tags
+                )
                 return f"{SecretRef(store.vault_url, props.name, props.version)}"
             finally:
                 await store.close()
@@ -165,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     secret_set = secret_sub.add_parser("set", help="new version of NAME, value from stdin")
     secret_set.add_argument("name")
     secret_set.add_argument("--content-type", default=None)
+    secret_set.add_argument(
+        "--tenant",
+        default=None,
+        help="the tenant that may bind the secret (tags the version studio-tenant=TENANT)",
+    )
     secret_set.set_defaults(handler=_secret_set)
     return parser
 
