@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
 from studio_integrations.domain.enums import AuthMode, RotationStrategy
-from studio_integrations.domain.providers import _Errors, _flush_or_duplicate
+from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
 from studio_integrations.errors import UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
@@ -96,7 +96,7 @@ class CredentialDefinition:
 # --- Validation --------------------------------------------------------------------------
 
 
-def check_rotation_policy(errors: _Errors, field: str, policy: RotationPolicy) -> None:
+def check_rotation_policy(errors: ValidationErrors, field: str, policy: RotationPolicy) -> None:
     """Cadence 1-730 days; expiry warning 1-365 days and shorter than the cadence.
 
     ``field`` is the input path of the object holding the two numbers (``input.rotationPolicy``
@@ -187,7 +187,7 @@ async def register_credential(
 ) -> Credential:
     """Bind a vault secret by reference; emits ``CredentialRegistered`` in the same
     transaction. Every failure is collected before anything is written."""
-    errors = _Errors()
+    errors = ValidationErrors()
     ref_field = "input.keyVaultRef"
     ref: SecretRef | None = None
     raw_ref = (definition.key_vault_ref or "").strip()
@@ -248,7 +248,7 @@ async def register_credential(
             expiry_warning_days=policy.expiry_warning_days,
         )
     )
-    await _flush_or_duplicate(
+    await flush_or_duplicate(
         session, ref_field, "DUPLICATE_CREDENTIAL", "a credential for this secret is registered"
     )
     emit_event(
@@ -280,7 +280,7 @@ async def list_credentials(
     session: AsyncSession, flt: CredentialFilter, page: PageRequest
 ) -> Page[Credential]:
     """The tenant's credentials, newest first; ``expiringWithinDays`` includes expired ones."""
-    errors = _Errors()
+    errors = ValidationErrors()
     if flt.search is not None and len(flt.search) > MAX_SEARCH_LENGTH:
         errors.add("filter.search", "TOO_LONG", f"must be at most {MAX_SEARCH_LENGTH} characters")
     days = flt.expiring_within_days

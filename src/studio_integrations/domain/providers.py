@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 
 from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
@@ -43,7 +42,8 @@ from studio_integrations.domain.enums import (
 )
 from studio_integrations.domain.provider_calls import PLACEHOLDER
 from studio_integrations.domain.semver import InvalidSemVer, SemVer
-from studio_integrations.errors import UserInputError, UserInputErrors
+from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
+from studio_integrations.errors import UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.ids import new_id, type_of
@@ -153,27 +153,8 @@ class ApiClientDefinition:
 # --- Validation --------------------------------------------------------------------------
 
 
-class _Errors:
-    """Collects every failure so the Studio form can mark all fields at once."""
-
-    def __init__(self) -> None:
-        self.items: list[UserInputError] = []
-
-    def add(self, field: str, code: str, message: str) -> None:
-        self.items.append(UserInputError(message, field=field, code=code))
-
-    def has(self, field: str) -> bool:
-        return any(e.field == field for e in self.items)
-
-    def raise_any(self) -> None:
-        if len(self.items) == 1:
-            raise self.items[0]
-        if self.items:
-            raise UserInputErrors(self.items)
-
-
 def _text(
-    errors: _Errors, field: str, value: str | None, *, limit: int, required: bool = True
+    errors: ValidationErrors, field: str, value: str | None, *, limit: int, required: bool = True
 ) -> str | None:
     text = (value or "").strip()
     if not text:
@@ -186,7 +167,7 @@ def _text(
     return text
 
 
-def check_capabilities(errors: _Errors, field: str, values: Sequence[str]) -> list[str]:
+def check_capabilities(errors: ValidationErrors, field: str, values: Sequence[str]) -> list[str]:
     if not values:
         errors.add(field, "REQUIRED", "declare at least one capability")
         return []
@@ -208,7 +189,9 @@ def check_capabilities(errors: _Errors, field: str, values: Sequence[str]) -> li
     return sorted(set(values))
 
 
-def _auth_modes(errors: _Errors, field: str, values: Sequence[AuthMode | str]) -> list[AuthMode]:
+def _auth_modes(
+    errors: ValidationErrors, field: str, values: Sequence[AuthMode | str]
+) -> list[AuthMode]:
     if not values:
         errors.add(field, "REQUIRED", "declare at least one auth mode")
         return []
@@ -233,7 +216,12 @@ def _without_placeholders(template: str) -> str:
 
 
 def _url(
-    errors: _Errors, field: str, value: str | None, *, templated: bool, required: bool = True
+    errors: ValidationErrors,
+    field: str,
+    value: str | None,
+    *,
+    templated: bool,
+    required: bool = True,
 ) -> str | None:
     text = _text(errors, field, value, limit=MAX_URL_LENGTH, required=required)
     if text is None:
@@ -260,7 +248,9 @@ def _url(
     return text
 
 
-def _verification(errors: _Errors, value: VerificationRequest) -> VerificationRequest | None:
+def _verification(
+    errors: ValidationErrors, value: VerificationRequest
+) -> VerificationRequest | None:
     method = (value.method or "").strip().upper()
     ok = True
     if method not in VERIFICATION_METHODS:
@@ -311,7 +301,9 @@ def _document_shape(doc: Any) -> tuple[int, int]:
     return depth, nodes
 
 
-def check_configuration_schema(errors: _Errors, field: str, schema: Any) -> dict[str, Any] | None:
+def check_configuration_schema(
+    errors: ValidationErrors, field: str, schema: Any
+) -> dict[str, Any] | None:
     """A JSON Schema (Draft 2020-12 unless ``$schema`` names another) for an object."""
     if schema is None:
         return dict(DEFAULT_CONFIGURATION_SCHEMA)
@@ -357,7 +349,7 @@ def check_configuration_schema(errors: _Errors, field: str, schema: Any) -> dict
 
 
 def _check_placeholders(
-    errors: _Errors, schema: Mapping[str, Any], base_url: str, path: str
+    errors: ValidationErrors, schema: Mapping[str, Any], base_url: str, path: str
 ) -> None:
     properties = schema.get("properties")
     required = schema.get("required")
@@ -391,7 +383,7 @@ class CheckedProvider:
 
 def check_provider(definition: ProviderDefinition) -> CheckedProvider:
     """Validate and normalise a provider definition; raise every failure at once."""
-    errors = _Errors()
+    errors = ValidationErrors()
     key = (definition.key or "").strip()
     if not key:
         errors.add("input.key", "REQUIRED", "must not be blank")
@@ -477,7 +469,7 @@ def check_api_client(
     provider_capabilities: Sequence[str],
 ) -> CheckedApiClient:
     """Validate a client against its provider (no database: the catalogue uses it too)."""
-    errors = _Errors()
+    errors = ValidationErrors()
     name = (assembly or "").strip()
     if not name:
         errors.add("input.assembly", "REQUIRED", "must not be blank")
@@ -656,7 +648,7 @@ async def register_provider(
             documentation_url=checked.documentation_url,
         )
     )
-    await _flush_or_duplicate(
+    await flush_or_duplicate(
         session, "input.key", "DUPLICATE_KEY", f"a provider with key '{checked.key}' exists"
     )
     emit_event(
@@ -728,7 +720,7 @@ async def register_api_client(
             status=checked.status,
         )
     )
-    await _flush_or_duplicate(
+    await flush_or_duplicate(
         session, "input.version", "DUPLICATE_VERSION", "this version is already registered"
     )
     emit_event(
@@ -747,11 +739,3 @@ async def register_api_client(
         },
     )
     return client
-
-
-async def _flush_or_duplicate(session: AsyncSession, field: str, code: str, message: str) -> None:
-    """A concurrent registration that won the race shows up as a unique violation here."""
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise UserInputError(message, field=field, code=code) from exc

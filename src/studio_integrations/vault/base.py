@@ -56,9 +56,10 @@ class SecretRef:
 
 def parse_secret_ref(raw: str, *, field: str = "keyVaultRef") -> SecretRef:
     parts = urlsplit(raw.strip())
+    netloc = parts.netloc.lower()
     path = [p for p in parts.path.split("/") if p]
     valid_vault = (parts.scheme == "https" and bool(parts.hostname)) or (
-        parts.scheme == "local" and parts.netloc == "vault"
+        parts.scheme == "local" and netloc == "vault"
     )
     if (
         not valid_vault
@@ -75,7 +76,7 @@ def parse_secret_ref(raw: str, *, field: str = "keyVaultRef") -> SecretRef:
             field=field,
             code="INVALID_SECRET_REF",
         )
-    vault_url = f"{parts.scheme}://{parts.netloc.lower()}"
+    vault_url = f"{parts.scheme}://{netloc}"
     return SecretRef(vault_url, path[1], path[2] if len(path) == 3 else None)
 
 
