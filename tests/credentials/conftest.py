@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
-from studio_integrations.persistence.db import Database, TenantScope
+from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import AuditEvent, Credential, OutboxMessage
 from studio_integrations.vault.base import SecretProperties, SecretStore
+from tests.support.rows import row_counts
 
 CREDENTIAL_FIELDS = """
   id keyVaultRef name authMode currentVersion lastRotatedAt expiresAt rotationStrategy
@@ -92,13 +91,8 @@ class Counts:
 
 async def counts(db: Database) -> Counts:
     """Every credential and event row, across tenants."""
-    async with db.session(TenantScope.system_scope()) as session:
-
-        async def n(model: Any) -> int:
-            return int((await session.execute(select(func.count()).select_from(model))).scalar())
-
-        return Counts(
-            credentials=await n(Credential),
-            audit_events=await n(AuditEvent),
-            outbox=await n(OutboxMessage),
+    return Counts(
+        **await row_counts(
+            db, credentials=Credential, audit_events=AuditEvent, outbox=OutboxMessage
         )
+    )

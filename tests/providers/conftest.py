@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from studio_integrations.domain.catalogue import CatalogueLoad, load_catalogue
-from studio_integrations.persistence.db import Database, TenantScope
+from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import (
     AuditEvent,
     ExternalApiClient,
@@ -18,6 +17,7 @@ from studio_integrations.persistence.models import (
     Provider,
 )
 from tests.support.live import LiveServer
+from tests.support.rows import row_counts
 
 PROVIDER_FIELDS = """
   id key name category description capabilities authModes status global baseUrl
@@ -115,17 +115,15 @@ class Counts:
 
 async def counts(db: Database) -> Counts:
     """Every row of the registry and its events, across tenants."""
-    async with db.session(TenantScope.system_scope()) as session:
-
-        async def n(model: Any) -> int:
-            return int((await session.execute(select(func.count()).select_from(model))).scalar())
-
-        return Counts(
-            providers=await n(Provider),
-            clients=await n(ExternalApiClient),
-            audit_events=await n(AuditEvent),
-            outbox=await n(OutboxMessage),
+    return Counts(
+        **await row_counts(
+            db,
+            providers=Provider,
+            clients=ExternalApiClient,
+            audit_events=AuditEvent,
+            outbox=OutboxMessage,
         )
+    )
 
 
 @pytest.fixture
