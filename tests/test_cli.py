@@ -108,11 +108,11 @@ async def empty_postgres() -> AsyncIterator[str]:
     if not port_open(PG_ADMIN_DSN, 5432):
         unavailable("PostgreSQL at 127.0.0.1:5432")
     name = f"studio_cli_{uuid.uuid4().hex[:10]}"
-    await PostgresTemplate._admin(f'CREATE DATABASE "{name}"')
+    await PostgresTemplate.admin(f'CREATE DATABASE "{name}"')
     try:
         yield sqlalchemy_url(with_database(PG_ADMIN_DSN, name))
     finally:
-        await PostgresTemplate._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await PostgresTemplate.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_migrate_against_postgresql(empty_postgres: str, tmp_path: Path) -> None:

@@ -75,10 +75,6 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    @property
     def uses_jwks(self) -> bool:
         return bool(self.jwt_jwks_url)
 

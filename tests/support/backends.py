@@ -75,11 +75,11 @@ class SqliteTemplate:
 class PostgresTemplate:
     def __init__(self) -> None:
         self.name = f"studio_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        asyncio.run(self._admin(f'CREATE DATABASE "{self.name}"'))
+        asyncio.run(self.admin(f'CREATE DATABASE "{self.name}"'))
         upgrade(sqlalchemy_url(with_database(PG_ADMIN_DSN, self.name)))
 
     @staticmethod
-    async def _admin(*statements: str) -> None:
+    async def admin(*statements: str) -> None:
         conn = await asyncpg.connect(PG_ADMIN_DSN)
         try:
             for statement in statements:
@@ -89,11 +89,11 @@ class PostgresTemplate:
 
     async def fresh(self) -> tuple[str, str]:
         name = f"studio_test_{uuid.uuid4().hex[:12]}"
-        await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.name}"')
+        await self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.name}"')
         return name, sqlalchemy_url(with_database(PG_ADMIN_DSN, name))
 
     async def drop(self, name: str) -> None:
-        await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
-        asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        asyncio.run(self.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))

@@ -209,7 +209,3 @@ class EventBus:
     async def ping(self) -> None:
         if self._redis is not None:
             await self._redis.ping()
-
-    @property
-    def redis_backend(self) -> ResilientRedisBackend | None:
-        return self._redis

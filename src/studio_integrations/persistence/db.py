@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
-from sqlalchemy.pool import NullPool
 
 from studio_integrations.errors import TenantWriteViolation, UnscopedQueryError
 from studio_integrations.persistence.models import SharedCatalog, TenantScoped
@@ -130,15 +129,13 @@ class StatementCounter:
 class Database:
     """One engine and session factory per process."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool: bool = True) -> None:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
-        if not pool:
-            kwargs = {"echo": echo, "poolclass": NullPool}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             _configure_sqlite(self.engine.sync_engine)

@@ -106,8 +106,10 @@ class OutboxRelay:
             for row in rows:
                 try:
                     await self._bus.publish(row.tenant_id, row.payload)
-                    for sink in self._sinks:
-                        await sink(session, EventEnvelope.from_json(row.payload))
+                    if self._sinks:
+                        envelope = EventEnvelope.from_json(row.payload)
+                        for sink in self._sinks:
+                            await sink(session, envelope)
                 except Exception as exc:
                     row.attempts += 1
                     row.last_error = str(exc)[:1000]
