@@ -125,6 +125,9 @@ class Provider(SharedCatalog, Timestamps, Base):
     base_url: Mapped[str] = mapped_column(String(2048))
     verification: Mapped[dict[str, Any]] = mapped_column(default=dict)
     configuration_schema: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # How each auth mode is applied (``domain.provider_calls.AuthScheme.from_mapping``);
+    # NULL means the defaults.
+    auth_scheme: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     latency_threshold_ms: Mapped[int] = mapped_column(Integer, default=2000)
     documentation_url: Mapped[str | None] = mapped_column(String(2048))
     catalogue_version: Mapped[int | None] = mapped_column(Integer)
@@ -215,6 +218,7 @@ class IntegrationConnection(TenantScoped, Timestamps, Base):
     inbound_signing_secret_ref: Mapped[str | None] = mapped_column(String(2048))
     created_by: Mapped[str | None] = mapped_column(String(200))
     retired_at: Mapped[datetime | None]
+    retired_reason: Mapped[str | None] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}
@@ -230,6 +234,9 @@ class IntegrationRun(TenantScoped, Base):
     status: Mapped[RunStatus] = mapped_column(enum_column(RunStatus), default=RunStatus.PENDING)
     credential_version: Mapped[str | None] = mapped_column(String(100))
     external_ref: Mapped[str | None] = mapped_column(String(500))
+    # The final attempt's HTTP status and latency (the run's headline figures).
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None]
     error_category: Mapped[FailureCategory | None] = mapped_column(enum_column(FailureCategory))
     error_message: Mapped[str | None] = mapped_column(Text)
     triggered_by: Mapped[str | None] = mapped_column(String(200))
@@ -249,6 +256,9 @@ class RunAttempt(TenantScoped, Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_category: Mapped[FailureCategory | None] = mapped_column(enum_column(FailureCategory))
     error_message: Mapped[str | None] = mapped_column(Text)
+    external_ref: Mapped[str | None] = mapped_column(String(500))
+    address: Mapped[str | None] = mapped_column(String(100))
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
 
 
 class ConnectionHealth(TenantScoped, Base):
