@@ -113,7 +113,7 @@ async def test_rotation_policy_and_name_defaults(
     await put_secret(server.services.vault)
     payload = await register(
         http,
-        make_token(scopes="credentials:read credentials:write"),
+        make_token(scopes="credentials:read credentials:write connections:read"),
         name=None,
         expiresAt=None,
         rotationStrategy="GENERATED",

@@ -146,7 +146,7 @@ async def test_listing_with_connections_issues_a_constant_number_of_statements(
 
     statements: dict[int, int] = {}
     for tenant, n in (("small", 5), ("large", 50)):
-        token = make_token(tenant=tenant, scopes="credentials:read")
+        token = make_token(tenant=tenant, scopes="credentials:read connections:read")
         with db.count_statements() as counter:
             body = await gql(http, CREDENTIALS, token=token)
         assert "errors" not in body, body

@@ -10,6 +10,9 @@
   that issues expiring random tokens and counts issuances (``tokens_issued``);
   ``protect(path)`` makes a path answer 401 unless it carries a live issued token;
   ``revoke_tokens()`` invalidates every token issued so far.
+- ``require_key(path, header, accepted)`` makes a path answer 401 unless the header carries
+  one of the accepted values (a provider that accepts only certain API keys); change
+  ``accepted`` at any time.
 - ``unused_port()`` gives a loopback port nothing listens on (connection refused), and a
   ``Reply(delay=…)`` longer than the client's timeout produces a timeout.
 
@@ -85,6 +88,7 @@ class FakeProvider:
         self.oauth: OAuthServer | None = None
         self._programs: dict[tuple[str | None, str], list[Reply]] = {}
         self._protected: set[str] = set()
+        self._keyed: dict[str, tuple[str, set[str]]] = {}
         self.app = Starlette(
             routes=[Route("/{path:path}", self._handle, methods=ALL_METHODS)],
         )
@@ -97,6 +101,11 @@ class FakeProvider:
 
     def protect(self, path: str) -> None:
         self._protected.add(path)
+
+    def require_key(self, path: str, accepted: set[str], header: str = "X-API-Key") -> set[str]:
+        """401 on ``path`` unless ``header`` is one of ``accepted`` (returned: mutate it)."""
+        self._keyed[path] = (header.lower(), accepted)
+        return accepted
 
     def enable_oauth(
         self,
@@ -161,6 +170,9 @@ class FakeProvider:
             return self._token(seen)
         if path in self._protected and not self._token_ok(seen):
             return JSONResponse({"error": "invalid_token"}, status_code=401)
+        keyed = self._keyed.get(path)
+        if keyed is not None and seen.headers.get(keyed[0]) not in keyed[1]:
+            return JSONResponse({"error": "invalid_api_key"}, status_code=401)
         program = self._programs.get((seen.method, path)) or self._programs.get((None, path))
         if program is None:
             return JSONResponse({"error": "not found"}, status_code=404)

@@ -51,6 +51,22 @@ class TenantScope:
         return cls(tenant_id=None, system=True)
 
 
+@dataclass(frozen=True, slots=True)
+class TenantSessions:
+    """Sessions of one scope, for actions that must not hold a transaction open while they
+    wait on the outside world (a provider call, the vault): read in one short session, call,
+    then write in one transaction."""
+
+    db: Database
+    scope: TenantScope
+
+    def read(self) -> AsyncSession:
+        return self.db.session(self.scope)
+
+    def write(self) -> Any:
+        return self.db.transaction(self.scope)
+
+
 class StudioSession(Session):
     """The session class every part of the service uses; carries the tenant guard."""
 

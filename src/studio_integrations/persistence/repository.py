@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.errors import UserInputError
@@ -43,8 +44,11 @@ class Page(Generic[ModelT]):
     items: Sequence[ModelT]
     has_next_page: bool
     has_previous_page: bool
+    sort_key: str | None = None  # the attribute a keyset page is sorted by, besides the id
 
     def cursor(self, item: ModelT) -> str:
+        if self.sort_key is not None:
+            return encode_keyset_cursor(str(getattr(item, self.sort_key)), item.id)  # type: ignore[attr-defined]
         return encode_cursor(item.id)  # type: ignore[attr-defined]
 
 
@@ -62,6 +66,24 @@ def decode_cursor(cursor: str) -> str:
             "after is not a cursor from this API", field="after", code="INVALID_CURSOR"
         )
     return raw[2:]
+
+
+def encode_keyset_cursor(value: str, id_: str) -> str:
+    raw = json.dumps([value, id_], separators=(",", ":"))
+    return base64.urlsafe_b64encode(f"k:{raw}".encode()).decode().rstrip("=")
+
+
+def decode_keyset_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        value, id_ = json.loads(raw[2:]) if raw.startswith("k:") else (None, None)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        value = id_ = None
+    if not isinstance(value, str) or not isinstance(id_, str):
+        raise UserInputError(
+            "after is not a cursor of this ordering", field="after", code="INVALID_CURSOR"
+        )
+    return value, id_
 
 
 class TenantRepository(Generic[ModelT]):
@@ -95,15 +117,45 @@ class TenantRepository(Generic[ModelT]):
         self.session.add(obj)
         return obj
 
-    async def page(self, statement: Select[Any], request: PageRequest) -> Page[ModelT]:
-        """Keyset pagination, newest first (ids are time-sortable)."""
+    async def page(
+        self,
+        statement: Select[Any],
+        request: PageRequest,
+        *,
+        sort_column: Any = None,
+        descending: bool = True,
+    ) -> Page[ModelT]:
+        """Keyset pagination. By id (ids are time-sortable: newest first by default), or by
+        ``sort_column`` (a string column) with the id breaking ties; the cursor then carries
+        the sort value too, so pages stay stable while rows are added."""
         id_col = self.model.id  # type: ignore[attr-defined]
-        if request.after is not None:
-            statement = statement.where(id_col < decode_cursor(request.after))
-        statement = statement.order_by(id_col.desc()).limit(request.first + 1)
+        if sort_column is None:
+            if request.after is not None:
+                after = decode_cursor(request.after)
+                statement = statement.where(id_col < after if descending else id_col > after)
+            order = [id_col.desc() if descending else id_col.asc()]
+        else:
+            if request.after is not None:
+                value, after = decode_keyset_cursor(request.after)
+                if descending:
+                    statement = statement.where(
+                        or_(sort_column < value, and_(sort_column == value, id_col < after))
+                    )
+                else:
+                    statement = statement.where(
+                        or_(sort_column > value, and_(sort_column == value, id_col > after))
+                    )
+            order = (
+                [sort_column.desc(), id_col.desc()]
+                if descending
+                else [sort_column.asc(), id_col.asc()]
+            )
+        statement = statement.order_by(*order).limit(request.first + 1)
         rows = list((await self.session.execute(statement)).scalars())
+        key = sort_column.key if sort_column is not None else None
         return Page(
             items=rows[: request.first],
             has_next_page=len(rows) > request.first,
             has_previous_page=request.after is not None,
+            sort_key=key,
         )

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from studio_integrations.domain import connections as connections_domain
 from studio_integrations.domain.credentials import connections_for_credentials
 from studio_integrations.domain.providers import api_clients_for_providers
 from studio_integrations.persistence.db import Database, TenantScope
-from studio_integrations.persistence.models import Base, ExternalApiClient, IntegrationConnection
+from studio_integrations.persistence.models import (
+    Base,
+    ConnectionHealth,
+    ExternalApiClient,
+    HealthSnapshot,
+    IntegrationConnection,
+    IntegrationRun,
+    RunAttempt,
+)
 from studio_integrations.persistence.repository import TenantRepository
+
+# (connection id, how many of its newest runs)
+RunsKey = tuple[str, int]
+# (connection id, from, to)
+TimelineKey = tuple[str, datetime | None, datetime | None]
 
 
 class Loaders:
@@ -18,6 +35,7 @@ class Loaders:
         self._db = db
         self._scope = scope
         self._by_id: dict[type[Base], DataLoader[str, Any]] = {}
+        self._lazy: dict[str, DataLoader[Any, Any]] = {}
         self._api_clients_by_provider: DataLoader[str, list[ExternalApiClient]] | None = None
         self._connections_by_credential: DataLoader[str, list[IntegrationConnection]] | None = None
 
@@ -57,3 +75,69 @@ class Loaders:
 
             self._connections_by_credential = DataLoader(load_fn=batch)
         return self._connections_by_credential
+
+    def _loader(self, name: str, load_fn: Callable[[list[Any]], Awaitable[list[Any]]]) -> Any:
+        loader = self._lazy.get(name)
+        if loader is None:
+            loader = self._lazy[name] = DataLoader(load_fn=load_fn)
+        return loader
+
+    @property
+    def health_by_connection(self) -> DataLoader[str, ConnectionHealth | None]:
+        """A connection's current health row (None before its first check)."""
+
+        async def batch(ids: list[str]) -> list[ConnectionHealth | None]:
+            async with self._db.session(self._scope) as session:
+                found = await connections_domain.health_for_connections(session, ids)
+            return [found.get(i) for i in ids]
+
+        loader: DataLoader[str, ConnectionHealth | None] = self._loader("health", batch)
+        return loader
+
+    @property
+    def latest_runs(self) -> DataLoader[RunsKey, list[IntegrationRun]]:
+        """The newest n runs of each connection: one statement per distinct n."""
+
+        async def batch(keys: list[RunsKey]) -> list[list[IntegrationRun]]:
+            by_limit: dict[int, list[str]] = defaultdict(list)
+            for connection_id, limit in keys:
+                by_limit[limit].append(connection_id)
+            found: dict[RunsKey, list[IntegrationRun]] = {}
+            async with self._db.session(self._scope) as session:
+                for limit, ids in by_limit.items():
+                    runs = await connections_domain.latest_runs(session, ids, limit)
+                    for connection_id in ids:
+                        found[(connection_id, limit)] = runs.get(connection_id, [])
+            return [found[k] for k in keys]
+
+        loader: DataLoader[RunsKey, list[IntegrationRun]] = self._loader("latest_runs", batch)
+        return loader
+
+    @property
+    def attempts_by_run(self) -> DataLoader[str, list[RunAttempt]]:
+        async def batch(run_ids: list[str]) -> list[list[RunAttempt]]:
+            async with self._db.session(self._scope) as session:
+                found = await connections_domain.attempts_for_runs(session, run_ids)
+            return [found.get(i, []) for i in run_ids]
+
+        loader: DataLoader[str, list[RunAttempt]] = self._loader("attempts", batch)
+        return loader
+
+    @property
+    def health_timeline(self) -> DataLoader[TimelineKey, list[HealthSnapshot]]:
+        """Snapshots per connection and range: one statement per distinct range."""
+
+        async def batch(keys: list[TimelineKey]) -> list[list[HealthSnapshot]]:
+            by_range: dict[tuple[datetime | None, datetime | None], list[str]] = defaultdict(list)
+            for connection_id, start, end in keys:
+                by_range[(start, end)].append(connection_id)
+            found: dict[TimelineKey, list[HealthSnapshot]] = {}
+            async with self._db.session(self._scope) as session:
+                for (start, end), ids in by_range.items():
+                    rows = await connections_domain.health_timelines(session, ids, start, end)
+                    for connection_id in ids:
+                        found[(connection_id, start, end)] = rows.get(connection_id, [])
+            return [found[k] for k in keys]
+
+        loader: DataLoader[TimelineKey, list[HealthSnapshot]] = self._loader("timeline", batch)
+        return loader

@@ -20,8 +20,11 @@ from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.persistence.models import Base
 from studio_integrations.persistence.models import Credential as CredentialRow
 from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
+from studio_integrations.persistence.models import IntegrationConnection as ConnectionRow
+from studio_integrations.persistence.models import IntegrationRun as RunRow
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.schema.audit import AuditEvent
+from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import Credential
 from studio_integrations.schema.providers import ExternalApiClient, Provider
@@ -49,6 +52,11 @@ register_node(
     NodeType(Scope.PROVIDERS_READ, ExternalApiClientRow, ExternalApiClient.from_row),
 )
 register_node("Credential", NodeType(Scope.CREDENTIALS_READ, CredentialRow, Credential.from_row))
+register_node(
+    "IntegrationConnection",
+    NodeType(Scope.CONNECTIONS_READ, ConnectionRow, IntegrationConnection.from_row),
+)
+register_node("IntegrationRun", NodeType(Scope.CONNECTIONS_READ, RunRow, IntegrationRun.from_row))
 
 
 async def resolve_node(info: Info, id: strawberry.ID) -> Node | None:

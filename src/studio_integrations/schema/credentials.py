@@ -7,18 +7,22 @@ reference, and only version identifiers and dates of the secret are shown.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
-from studio_integrations.auth.scopes import ACTION_SCOPES
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.domain import credentials as domain
-from studio_integrations.domain.enums import AuthMode, ConnectionStatus, RotationStrategy
+from studio_integrations.domain.enums import AuthMode, RotationStrategy
 from studio_integrations.persistence.models import Credential as CredentialRow
-from studio_integrations.persistence.models import IntegrationConnection as ConnectionRow
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.relay import Connection, Node
+
+if TYPE_CHECKING:
+    from studio_integrations.schema.connections import IntegrationConnection
 
 
 @strawberry.type(description="When a credential is due for rotation, and when to warn.")
@@ -27,17 +31,6 @@ class RotationPolicy:
     expiry_warning_days: int = strawberry.field(
         description="Warn this many days before expiry (1-365, shorter than the cadence)."
     )
-
-
-@strawberry.type(description="A connection that uses a credential (a summary).")
-class BoundConnection:
-    id: strawberry.ID
-    name: str
-    status: ConnectionStatus
-
-    @classmethod
-    def from_row(cls, row: ConnectionRow) -> BoundConnection:
-        return cls(id=strawberry.ID(row.id), name=row.name, status=row.status)
 
 
 @strawberry.type(description="Which of its own actions the viewer may perform on a credential.")
@@ -65,10 +58,25 @@ class Credential(Node):
     rotation_policy: RotationPolicy | None
     created_at: datetime
 
-    @strawberry.field(description="Connections bound to this credential, newest first.")
-    async def connections(self, info: Info) -> list[BoundConnection]:
+    @strawberry.field(
+        description="Connections bound to this credential, newest first. "
+        "Requires `connections:read`.",
+        extensions=requires(Scope.CONNECTIONS_READ),
+    )
+    async def connections(
+        self, info: Info
+    ) -> (
+        list[
+            Annotated[
+                IntegrationConnection, strawberry.lazy("studio_integrations.schema.connections")
+            ]
+        ]
+        | None
+    ):
+        from studio_integrations.schema.connections import IntegrationConnection
+
         rows = await info.context.loaders.connections_by_credential.load(str(self.id))
-        return [BoundConnection.from_row(r) for r in rows]
+        return [IntegrationConnection.from_row(r) for r in rows]
 
     @strawberry.field
     def viewer_can(self, info: Info) -> CredentialViewerCan:

@@ -16,6 +16,13 @@ from strawberry.types import ExecutionContext
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.resolvers.audit import resolve_audit_events
+from studio_integrations.resolvers.connections import (
+    establish_connection,
+    resolve_integration_connections,
+    retire_connection,
+    test_connection,
+    update_connection,
+)
 from studio_integrations.resolvers.credentials import register_credential, resolve_credentials
 from studio_integrations.resolvers.node import resolve_node
 from studio_integrations.resolvers.providers import (
@@ -26,6 +33,15 @@ from studio_integrations.resolvers.providers import (
     resolve_providers,
 )
 from studio_integrations.schema.audit import AuditEvent, AuditEventConnection
+from studio_integrations.schema.connections import (
+    EstablishConnectionPayload,
+    IntegrationConnection,
+    IntegrationConnectionConnection,
+    IntegrationRun,
+    RetireConnectionPayload,
+    TestConnectionPayload,
+    UpdateConnectionPayload,
+)
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import (
     Credential,
@@ -57,6 +73,15 @@ class Query:
 
     node: Node | None = strawberry.field(
         resolver=resolve_node, description="Any object by its id; null when not visible."
+    )
+
+    integration_connections: IntegrationConnectionConnection | None = strawberry.field(
+        resolver=resolve_integration_connections,
+        extensions=requires(Scope.CONNECTIONS_READ),
+        description=(
+            "The tenant's connections, newest first unless `orderBy` says otherwise. "
+            "Requires `connections:read`."
+        ),
     )
 
     audit_events: AuditEventConnection | None = strawberry.field(
@@ -103,6 +128,42 @@ class Query:
 
 @strawberry.type
 class Mutation:
+    establish_connection: EstablishConnectionPayload | None = strawberry.mutation(
+        resolver=establish_connection,
+        extensions=requires(ACTION_SCOPES["establishConnection"]),
+        description=(
+            "Connect a provider with a credential and configuration, running its verification "
+            "request live first (`runTest`). Requires `connections:write`."
+        ),
+    )
+
+    update_connection: UpdateConnectionPayload | None = strawberry.mutation(
+        resolver=update_connection,
+        extensions=requires(ACTION_SCOPES["updateConnection"]),
+        description=(
+            "Rename a connection or change its configuration or inbound signing secret. "
+            "Requires `connections:write`."
+        ),
+    )
+
+    test_connection: TestConnectionPayload | None = strawberry.mutation(
+        resolver=test_connection,
+        extensions=requires(ACTION_SCOPES["testConnection"]),
+        description=(
+            "Run the provider's verification request now; the run is recorded with every "
+            "attempt. Requires `connections:write`."
+        ),
+    )
+
+    retire_connection: RetireConnectionPayload | None = strawberry.mutation(
+        resolver=retire_connection,
+        extensions=requires(ACTION_SCOPES["retireConnection"]),
+        description=(
+            "Retire a connection for good (`confirmName` must equal its name). "
+            "Requires `connections:write`."
+        ),
+    )
+
     register_provider: RegisterProviderPayload | None = strawberry.mutation(
         resolver=register_provider,
         extensions=requires(ACTION_SCOPES["registerProvider"]),
@@ -154,7 +215,14 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        types=[AuditEvent, Provider, ExternalApiClient, Credential],
+        types=[
+            AuditEvent,
+            Provider,
+            ExternalApiClient,
+            Credential,
+            IntegrationConnection,
+            IntegrationRun,
+        ],
         extensions=schema_extensions(),
     )
 

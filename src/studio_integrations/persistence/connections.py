@@ -1,0 +1,195 @@
+"""Connection, run and health repositories: the connection surface's SQL, inside the tenant.
+
+Every batch method takes many ids and answers with one statement (the DataLoader shape), so
+a list of connections with their provider, credential, health and latest runs costs the same
+number of statements for 10 connections as for 100. Filters arrive validated by
+``domain.connections``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import func, or_, select
+
+from studio_integrations.domain.enums import ConnectionStatus, ProviderCategory
+from studio_integrations.persistence.models import (
+    ConnectionHealth,
+    HealthSnapshot,
+    IntegrationConnection,
+    IntegrationRun,
+    Provider,
+    RunAttempt,
+)
+from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
+
+# A health timeline answers at most this many snapshots (the newest of the range).
+MAX_TIMELINE_POINTS = 1000
+
+
+class ConnectionSortField(StrEnum):
+    CREATED_AT = "CREATED_AT"
+    NAME = "NAME"
+    STATUS = "STATUS"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFilter:
+    provider_category: ProviderCategory | None = None
+    status: ConnectionStatus | None = None
+    project_id: str | None = None
+    provider_id: str | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSort:
+    field: ConnectionSortField = ConnectionSortField.CREATED_AT
+    descending: bool = True
+
+
+class ConnectionRepository(TenantRepository[IntegrationConnection]):
+    model = IntegrationConnection
+
+    async def search(
+        self, flt: ConnectionFilter, sort: ConnectionSort, page: PageRequest
+    ) -> Page[IntegrationConnection]:
+        stmt = self.select()
+        if flt.provider_category is not None:
+            stmt = stmt.join(Provider, Provider.id == IntegrationConnection.provider_id).where(
+                Provider.category == flt.provider_category.value
+            )
+        if flt.status is not None:
+            stmt = stmt.where(IntegrationConnection.status == flt.status)
+        if flt.project_id is not None:
+            stmt = stmt.where(IntegrationConnection.project_id == flt.project_id)
+        if flt.provider_id is not None:
+            stmt = stmt.where(IntegrationConnection.provider_id == flt.provider_id)
+        if flt.search:
+            term = flt.search.strip().lower()
+            stmt = stmt.where(
+                or_(
+                    func.lower(IntegrationConnection.name).contains(term, autoescape=True),
+                    func.lower(IntegrationConnection.project_id).contains(term, autoescape=True),
+                )
+            )
+        if sort.field is ConnectionSortField.CREATED_AT:
+            return await self.page(stmt, page, descending=sort.descending)
+        column = (
+            IntegrationConnection.name
+            if sort.field is ConnectionSortField.NAME
+            else IntegrationConnection.status
+        )
+        return await self.page(stmt, page, sort_column=column, descending=sort.descending)
+
+    async def live_with_name(self, project_id: str, name: str) -> IntegrationConnection | None:
+        """A non-retired connection of the project with this name (names are unique among
+        the project's live connections, case-insensitively)."""
+        stmt = self.select().where(
+            IntegrationConnection.project_id == project_id,
+            func.lower(IntegrationConnection.name) == name.lower(),
+            IntegrationConnection.status != ConnectionStatus.RETIRED,
+        )
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+
+class RunRepository(TenantRepository[IntegrationRun]):
+    model = IntegrationRun
+
+    async def latest_for_connections(
+        self, connection_ids: Sequence[str], limit: int
+    ) -> dict[str, list[IntegrationRun]]:
+        """The newest ``limit`` runs of each connection, newest first, in one statement
+        (a window function: SQLite ≥ 3.25 and PostgreSQL)."""
+        by_connection: dict[str, list[IntegrationRun]] = defaultdict(list)
+        if not connection_ids or limit <= 0:
+            return by_connection
+        ranked = (
+            select(
+                IntegrationRun.id.label("run_id"),
+                func.row_number()
+                .over(
+                    partition_by=IntegrationRun.connection_id,
+                    order_by=IntegrationRun.id.desc(),
+                )
+                .label("rank"),
+            )
+            .where(IntegrationRun.connection_id.in_(set(connection_ids)))
+            .subquery()
+        )
+        stmt = (
+            self.select()
+            .join(ranked, ranked.c.run_id == IntegrationRun.id)
+            .where(ranked.c.rank <= limit)
+            .order_by(IntegrationRun.id.desc())
+        )
+        for run in (await self.session.execute(stmt)).scalars():
+            by_connection[run.connection_id].append(run)
+        return by_connection
+
+    async def page_for_connection(
+        self, connection_id: str, page: PageRequest
+    ) -> Page[IntegrationRun]:
+        stmt = self.select().where(IntegrationRun.connection_id == connection_id)
+        return await self.page(stmt, page)
+
+    async def attempts_for_runs(self, run_ids: Sequence[str]) -> dict[str, list[RunAttempt]]:
+        by_run: dict[str, list[RunAttempt]] = defaultdict(list)
+        if run_ids:
+            stmt = (
+                select(RunAttempt)
+                .where(RunAttempt.run_id.in_(set(run_ids)))
+                .order_by(RunAttempt.run_id, RunAttempt.number)
+            )
+            for attempt in (await self.session.execute(stmt)).scalars():
+                by_run[attempt.run_id].append(attempt)
+        return by_run
+
+
+class HealthRepository(TenantRepository[ConnectionHealth]):
+    model = ConnectionHealth
+
+    async def for_connections(self, connection_ids: Sequence[str]) -> dict[str, ConnectionHealth]:
+        if not connection_ids:
+            return {}
+        stmt = self.select().where(ConnectionHealth.connection_id.in_(set(connection_ids)))
+        return {row.connection_id: row for row in (await self.session.execute(stmt)).scalars()}
+
+    async def timelines(
+        self,
+        connection_ids: Sequence[str],
+        start: datetime | None,
+        end: datetime | None,
+    ) -> dict[str, list[HealthSnapshot]]:
+        """Snapshots of each connection in ``[start, end)``, oldest first; at most
+        ``MAX_TIMELINE_POINTS`` per connection (the newest of the range)."""
+        by_connection: dict[str, list[HealthSnapshot]] = defaultdict(list)
+        if not connection_ids:
+            return by_connection
+        ranked = select(
+            HealthSnapshot.id.label("snapshot_id"),
+            func.row_number()
+            .over(
+                partition_by=HealthSnapshot.connection_id,
+                order_by=(HealthSnapshot.checked_at.desc(), HealthSnapshot.id.desc()),
+            )
+            .label("rank"),
+        ).where(HealthSnapshot.connection_id.in_(set(connection_ids)))
+        if start is not None:
+            ranked = ranked.where(HealthSnapshot.checked_at >= start)
+        if end is not None:
+            ranked = ranked.where(HealthSnapshot.checked_at < end)
+        sub = ranked.subquery()
+        stmt = (
+            select(HealthSnapshot)
+            .join(sub, sub.c.snapshot_id == HealthSnapshot.id)
+            .where(sub.c.rank <= MAX_TIMELINE_POINTS)
+            .order_by(HealthSnapshot.checked_at, HealthSnapshot.id)
+        )
+        for snapshot in (await self.session.execute(stmt)).scalars():
+            by_connection[snapshot.connection_id].append(snapshot)
+        return by_connection
