@@ -22,7 +22,7 @@ from tests.support.rows import row_counts
 PROVIDER_FIELDS = """
   id key name category description capabilities authModes status global baseUrl
   verification { method path expectStatus }
-  configurationSchema latencyThresholdMs documentationUrl readyToUse
+  configurationSchema authScheme latencyThresholdMs documentationUrl readyToUse
   viewerCan { registerApiClient }
   apiClients { id assembly version capabilities status global readyToUse }
 """

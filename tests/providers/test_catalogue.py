@@ -54,6 +54,17 @@ def test_the_shipped_catalogue_is_valid_and_has_the_required_providers() -> None
     assert (deputy.verification.method, deputy.verification.path) == ("GET", "/api/v1/me")
     assert deputy.configuration_schema["required"] == ["install", "geo"]
     assert by_key["twilio"].provider.auth_modes == [AuthMode.BASIC]
+    assert catalogue.version >= 2  # v2 added the auth schemes
+    assert by_key["messagebird"].provider.auth_scheme == {
+        "apiKey": {"in": "header", "names": ["Authorization"], "prefix": "AccessKey"}
+    }
+    assert by_key["vonage"].provider.auth_scheme == {
+        "apiKey": {"in": "query", "names": ["api_key", "api_secret"]}
+    }
+    assert by_key["deputy"].provider.auth_scheme == {
+        "bearer": {"header": "Authorization", "prefix": "OAuth"}
+    }
+    assert by_key["twilio"].provider.auth_scheme is None
     assert by_key["twilio"].provider.verification.path == "/Accounts/{accountSid}.json"
     assert by_key["bill"].provider.base_url.endswith("bill.com/connect/v3")
     assert "invoices.sync" in by_key["bill"].provider.capabilities
@@ -92,7 +103,7 @@ async def test_a_newer_catalogue_updates_in_place_and_an_older_one_never_downgra
     before = await _snapshot(services.db)
     v1 = _catalogue_doc()
     v2 = _catalogue_doc()
-    v2["version"] = 2
+    v2["version"] = v1["version"] + 1
     twilio = next(p for p in v2["providers"] if p["key"] == "twilio")
     twilio["latencyThresholdMs"] = 900
     twilio["apiClients"].append(
@@ -108,6 +119,7 @@ async def test_a_newer_catalogue_updates_in_place_and_an_older_one_never_downgra
     result = await load_catalogue(services.db, read_catalogue(json.dumps(v2)))
 
     assert (result.providers_updated, result.providers_unchanged) == (1, 5)
+    assert result.version == v1["version"] + 1
     assert (result.providers_deprecated, result.clients_added) == (1, 1)
     assert result.clients_deprecated == 1  # MessageBird's client
     after = await _snapshot(services.db)
@@ -116,7 +128,7 @@ async def test_a_newer_catalogue_updates_in_place_and_an_older_one_never_downgra
         rows = {p.key: p for p in (await session.execute(select(Provider))).scalars()}
         assert len(rows) == 7
         assert rows["twilio"].latency_threshold_ms == 900
-        assert rows["twilio"].catalogue_version == 2
+        assert rows["twilio"].catalogue_version == v2["version"]
         assert rows["twilio"].version == 2  # optimistic-lock version bumped once
         assert rows["deputy"].version == 1
         assert rows["messagebird"].status == ProviderStatus.DEPRECATED
@@ -130,6 +142,42 @@ async def test_a_newer_catalogue_updates_in_place_and_an_older_one_never_downgra
             await session.execute(select(Provider).where(Provider.key == "twilio"))
         ).scalar_one()
         assert twilio_row.latency_threshold_ms == 900
+
+
+async def test_a_changed_auth_scheme_alone_changes_the_entry(services: Services) -> None:
+    await load_catalogue(services.db)
+    shipped = _catalogue_doc()
+    newer = _catalogue_doc()
+    newer["version"] = shipped["version"] + 1
+    sinch = next(p for p in newer["providers"] if p["key"] == "sinch")
+    sinch["authScheme"] = {"bearer": {"header": "X-Sinch-Token", "prefix": ""}}
+    deputy = next(p for p in newer["providers"] if p["key"] == "deputy")
+    del deputy["authScheme"]  # back to the defaults
+
+    result = await load_catalogue(services.db, read_catalogue(json.dumps(newer)))
+
+    assert (result.providers_updated, result.providers_unchanged) == (2, 5)
+    async with services.db.session(TenantScope.system_scope()) as session:
+        rows = {p.key: p for p in (await session.execute(select(Provider))).scalars()}
+        assert rows["sinch"].auth_scheme == sinch["authScheme"]
+        assert rows["sinch"].catalogue_version == newer["version"]
+        assert rows["deputy"].auth_scheme is None
+    after = await _snapshot(services.db)
+
+    again = await load_catalogue(services.db, read_catalogue(json.dumps(newer)))
+    older = await load_catalogue(services.db)  # the shipped file: never a downgrade
+
+    assert not again.changed and not older.changed
+    assert older.providers_skipped == 2
+    assert await _snapshot(services.db) == after
+
+
+def test_a_catalogue_scheme_is_checked_like_a_registration() -> None:
+    doc = _catalogue_doc()
+    twilio = next(p for p in doc["providers"] if p["key"] == "twilio")
+    twilio["authScheme"] = {"apiKey": {"names": ["X-Twilio-Key"]}}  # twilio lists BASIC only
+    with pytest.raises(CatalogueError, match=r"twilio.*input\.authScheme.*INVALID_AUTH_SCHEME"):
+        read_catalogue(json.dumps(doc))
 
 
 async def test_concurrent_loads_never_duplicate(services: Services) -> None:

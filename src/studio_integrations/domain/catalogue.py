@@ -9,6 +9,13 @@ it, and a row written by a newer catalogue is never overwritten by an older one 
 of the previous release running ``migrate`` during a rolling upgrade). Entries dropped from
 the file are marked DEPRECATED rather than deleted: connections may still use them.
 
+An entry's ``authScheme`` (how each of its auth modes is applied, ``domain.providers``) is
+part of the entry: a change in it alone updates the row. Schemes are static, so BILL v3's
+session login (``POST /login`` with devKey, username, password and organizationId returns a
+``sessionId`` every later call must send beside the ``devKey`` header) is shipped in its
+closest static form, the ``devKey`` header alone: a verification call of a BILL connection
+fails authentication until the caller performs that login itself.
+
 Global rows belong to no tenant, so loading emits no tenant event; it runs in a
 ``TenantScope.system_scope()`` session, the only kind allowed to write them.
 """
@@ -80,6 +87,7 @@ def _entry(doc: dict[str, Any]) -> CatalogueEntry:
                 description=doc.get("description"),
                 latency_threshold_ms=doc.get("latencyThresholdMs"),
                 documentation_url=doc.get("documentationUrl"),
+                auth_scheme=doc.get("authScheme"),
             )
         )
         clients = tuple(
@@ -172,6 +180,7 @@ def _provider_fields(entry: CatalogueEntry) -> dict[str, Any]:
         "configuration_schema": p.configuration_schema,
         "latency_threshold_ms": p.latency_threshold_ms,
         "documentation_url": p.documentation_url,
+        "auth_scheme": p.auth_scheme,
     }
 
 
@@ -211,6 +220,8 @@ async def _load(session: AsyncSession, catalogue: Catalogue) -> CatalogueLoad:
         fields = _provider_fields(entry)
         row = providers.get(entry.provider.key)
         if row is None:
+            if fields["auth_scheme"] is None:  # SQL NULL (the defaults), not JSON null
+                del fields["auth_scheme"]
             row = Provider(
                 id=new_id("Provider"),
                 tenant_id=None,

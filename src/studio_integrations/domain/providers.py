@@ -10,18 +10,30 @@ whose ``code`` is one of: ``REQUIRED``, ``TOO_LONG``, ``TOO_MANY``, ``TOO_LARGE`
 ``OUT_OF_RANGE``, ``INVALID_KEY``, ``DUPLICATE_KEY``, ``SHADOWS_GLOBAL_KEY``,
 ``INVALID_CAPABILITY``, ``INVALID_AUTH_MODE``, ``INVALID_URL``, ``INVALID_METHOD``,
 ``INVALID_PATH``, ``INVALID_STATUS``, ``UNKNOWN_PLACEHOLDER``, ``INVALID_JSON_SCHEMA``,
-``PROVIDER_NOT_FOUND``, ``GLOBAL_PROVIDER_READ_ONLY``, ``PROVIDER_DEPRECATED``,
-``INVALID_ASSEMBLY``, ``INVALID_SEMVER``, ``DUPLICATE_VERSION``, ``UNDECLARED_CAPABILITY``.
+``INVALID_AUTH_SCHEME``, ``PROVIDER_NOT_FOUND``, ``GLOBAL_PROVIDER_READ_ONLY``,
+``PROVIDER_DEPRECATED``, ``INVALID_ASSEMBLY``, ``INVALID_SEMVER``, ``DUPLICATE_VERSION``,
+``UNDECLARED_CAPABILITY``.
 
 Base URLs and verification paths may hold ``{placeholders}`` (Deputy's
 ``https://{install}.{geo}.deputy.com``); each must name a required property of the
 configuration schema, so every connection's configuration can fill it in. Plain ``http`` is
 accepted here (fakes and on-premises systems); the egress policy is enforced where requests
 are made, not in the registry.
+
+``authScheme`` says how each auth mode is applied (``provider_calls.AuthScheme.from_mapping``:
+an ``apiKey`` header or query parameters with an optional prefix, the ``bearer`` header and
+prefix, the ``oauth2`` token endpoint); null means the defaults (``X-API-Key: <key>``,
+``Authorization: Bearer <token>``). A section must apply to one of the provider's auth modes
+(``apiKey`` to API_KEY, ``bearer`` to BEARER_TOKEN or OAUTH2_CLIENT_CREDENTIALS, whose access
+tokens it also sends, ``oauth2`` to OAUTH2_CLIENT_CREDENTIALS); placeholders of an
+``oauth2.tokenUrl`` follow the base URL's rule. A scheme is static: a provider whose calls
+need a session obtained by a login request first (BILL v3) cannot be described exactly, only
+by its closest static form.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -40,7 +52,7 @@ from studio_integrations.domain.enums import (
     ProviderCategory,
     ProviderStatus,
 )
-from studio_integrations.domain.provider_calls import PLACEHOLDER
+from studio_integrations.domain.provider_calls import PLACEHOLDER, AuthScheme
 from studio_integrations.domain.semver import InvalidSemVer, SemVer
 from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
 from studio_integrations.errors import UserInputError
@@ -70,6 +82,11 @@ MAX_ASSEMBLY_LENGTH = 200
 MAX_SEARCH_LENGTH = 200
 MAX_SCHEMA_BYTES = 32 * 1024
 MAX_SCHEMA_DEPTH = 32
+MAX_AUTH_SCHEME_BYTES = 4 * 1024
+MAX_AUTH_SCHEME_DEPTH = 4  # {"oauth2": {"params": {"audience": "..."}}}
+MAX_API_KEY_NAMES = 10
+MAX_AUTH_NAME_LENGTH = 100
+MAX_TOKEN_PARAMS = 20
 MIN_LATENCY_THRESHOLD_MS = 50
 MAX_LATENCY_THRESHOLD_MS = 60_000
 DEFAULT_LATENCY_THRESHOLD_MS = 2000
@@ -82,6 +99,21 @@ DEFAULT_CONFIGURATION_SCHEMA: dict[str, Any] = {
     "properties": {},
     "additionalProperties": False,
 }
+
+# The auth modes each ``authScheme`` section applies to.
+AUTH_SCHEME_SECTIONS: dict[str, frozenset[AuthMode]] = {
+    "apiKey": frozenset({AuthMode.API_KEY}),
+    "bearer": frozenset({AuthMode.BEARER_TOKEN, AuthMode.OAUTH2_CLIENT_CREDENTIALS}),
+    "oauth2": frozenset({AuthMode.OAUTH2_CLIENT_CREDENTIALS}),
+}
+# Headers that frame or route the request: never a place for a credential.
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
+)
+# Token request fields the caller sets itself.
+_RESERVED_TOKEN_PARAMS = frozenset({"grant_type", "scope", "client_id", "client_secret"})
+# URL-unreserved characters, and brackets for names like ``auth[key]``.
+_QUERY_NAME = re.compile(r"^[A-Za-z0-9._~\[\]-]+$")
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 # ``resource.action`` tokens, lowercase, e.g. ``employees.read``, ``campaigns.trigger``.
@@ -139,6 +171,7 @@ class ProviderDefinition:
     description: str | None = None
     latency_threshold_ms: int | None = None
     documentation_url: str | None = None
+    auth_scheme: Mapping[str, Any] | None = None  # camelCase, see ``AuthScheme.from_mapping``
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,15 +381,20 @@ def check_configuration_schema(
     return schema
 
 
-def _check_placeholders(
-    errors: ValidationErrors, schema: Mapping[str, Any], base_url: str, path: str
-) -> None:
+def _unfillable_placeholders(schema: Mapping[str, Any], template: str) -> list[str]:
+    """Placeholders of ``template`` that are not required properties of ``schema``."""
     properties = schema.get("properties")
     required = schema.get("required")
     declared = set(properties) if isinstance(properties, dict) else set()
     needed = set(required) if isinstance(required, list) else set()
+    return sorted(p for p in _placeholders(template) if p not in declared & needed)
+
+
+def _check_placeholders(
+    errors: ValidationErrors, schema: Mapping[str, Any], base_url: str, path: str
+) -> None:
     for where, template in (("input.baseUrl", base_url), ("input.verification.path", path)):
-        missing = sorted(p for p in _placeholders(template) if p not in declared & needed)
+        missing = _unfillable_placeholders(schema, template)
         if missing:
             errors.add(
                 where,
@@ -364,6 +402,151 @@ def _check_placeholders(
                 f"placeholder(s) {', '.join(missing)} must be required properties "
                 f"of the configuration schema",
             )
+
+
+class _SchemeProblem(Exception):
+    def __init__(self, message: str, code: str = "INVALID_AUTH_SCHEME") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _scheme_names(api_key: Mapping[str, Any], where: str) -> None:
+    names = api_key.get("names", [])
+    if len(names) > MAX_API_KEY_NAMES:
+        raise _SchemeProblem(f"apiKey.names: at most {MAX_API_KEY_NAMES} names")
+    if any(len(n) > MAX_AUTH_NAME_LENGTH for n in names):
+        raise _SchemeProblem(f"apiKey.names: at most {MAX_AUTH_NAME_LENGTH} characters each")
+    folded = [n.lower() for n in names] if where == "header" else list(names)
+    if len(set(folded)) != len(folded):
+        raise _SchemeProblem("apiKey.names must not repeat a name")
+    if where == "header" and set(folded) & _RESERVED_HEADERS:
+        raise _SchemeProblem("apiKey.names must not name a header that frames the request")
+    if where == "query" and api_key.get("prefix"):
+        raise _SchemeProblem("apiKey.prefix applies to headers only")
+    if where == "query" and not all(_QUERY_NAME.match(n) for n in names):
+        raise _SchemeProblem(
+            "apiKey.names must be query parameter names of letters, digits and ._~-[]"
+        )
+
+
+def _scheme_token_url(value: str, schema: Mapping[str, Any] | None) -> None:
+    concrete = _without_placeholders(value)
+    if (
+        len(value) > MAX_URL_LENGTH
+        or any(c.isspace() for c in concrete)
+        or "{" in concrete
+        or "}" in concrete
+    ):
+        raise _SchemeProblem(
+            f"oauth2.tokenUrl must be at most {MAX_URL_LENGTH} characters, without spaces "
+            f"or unmatched braces"
+        )
+    if value.startswith("/"):
+        if value.startswith("//") or "#" in concrete or "?" in concrete:
+            raise _SchemeProblem(
+                "oauth2.tokenUrl must be an absolute http(s) URL or a path on the base URL"
+            )
+    else:
+        parts = urlsplit(concrete)
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.query
+            or parts.fragment
+        ):
+            raise _SchemeProblem(
+                "oauth2.tokenUrl must be an absolute http(s) URL without credentials, query "
+                "or fragment, or a path on the base URL"
+            )
+    missing = _unfillable_placeholders(schema, value) if schema is not None else []
+    if missing:
+        raise _SchemeProblem(
+            f"oauth2.tokenUrl placeholder(s) {', '.join(missing)} must be required "
+            f"properties of the configuration schema",
+            code="UNKNOWN_PLACEHOLDER",
+        )
+
+
+def _scheme_oauth2(oauth2: Mapping[str, Any], schema: Mapping[str, Any] | None) -> None:
+    token_url = oauth2.get("tokenUrl")
+    if isinstance(token_url, str):
+        _scheme_token_url(token_url, schema)
+    scope = oauth2.get("scope")
+    if isinstance(scope, str) and len(scope) > MAX_DESCRIPTION_LENGTH:
+        raise _SchemeProblem(f"oauth2.scope must be at most {MAX_DESCRIPTION_LENGTH} characters")
+    params = oauth2.get("params")
+    if isinstance(params, dict):
+        if len(params) > MAX_TOKEN_PARAMS:
+            raise _SchemeProblem(f"oauth2.params: at most {MAX_TOKEN_PARAMS} parameters")
+        reserved = sorted(set(params) & _RESERVED_TOKEN_PARAMS)
+        if reserved:
+            raise _SchemeProblem(
+                f"oauth2.params must not set {', '.join(reserved)}: the token request sets it"
+            )
+        if any(not k or len(k) > MAX_AUTH_NAME_LENGTH for k in params):
+            raise _SchemeProblem(
+                f"oauth2.params names must be 1 to {MAX_AUTH_NAME_LENGTH} characters"
+            )
+
+
+def check_auth_scheme(
+    errors: ValidationErrors,
+    field: str,
+    value: Any,
+    auth_modes: Sequence[AuthMode],
+    schema: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The normalised ``authScheme`` (the non-empty sections, as given) or None for the
+    defaults; every problem is one ``INVALID_AUTH_SCHEME`` error (``TOO_LARGE`` past the
+    size cap, ``UNKNOWN_PLACEHOLDER`` for a token URL placeholder the configuration cannot
+    fill). ``auth_modes`` empty (itself an error) skips the section-to-mode check."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        errors.add(
+            field,
+            "INVALID_AUTH_SCHEME",
+            "must be a JSON object with apiKey, bearer and/or oauth2 sections",
+        )
+        return None
+    depth, _ = _document_shape(value)
+    if depth > MAX_AUTH_SCHEME_DEPTH:
+        errors.add(field, "TOO_LARGE", f"must not nest deeper than {MAX_AUTH_SCHEME_DEPTH} levels")
+        return None
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_AUTH_SCHEME_BYTES:
+        errors.add(field, "TOO_LARGE", f"must be at most {MAX_AUTH_SCHEME_BYTES} bytes as JSON")
+        return None
+    try:
+        # from_mapping treats a falsy section (null, [], "") as absent: only objects here.
+        for name in AUTH_SCHEME_SECTIONS:
+            if name in value and not isinstance(value[name], dict):
+                raise _SchemeProblem(f"{name} must be an object")
+        try:
+            scheme = AuthScheme.from_mapping(value)
+        except ValueError as exc:
+            raise _SchemeProblem(str(exc)) from exc
+        sections = {
+            name: copy.deepcopy(value[name]) for name in AUTH_SCHEME_SECTIONS if value.get(name)
+        }
+        if auth_modes:
+            for name, modes in AUTH_SCHEME_SECTIONS.items():
+                if name in sections and not modes & set(auth_modes):
+                    listed = " or ".join(sorted(m.value for m in modes))
+                    raise _SchemeProblem(
+                        f"the {name} section applies to {listed}, which authModes does not list"
+                    )
+        if "apiKey" in sections:
+            _scheme_names(sections["apiKey"], scheme.api_key_in)
+        if "bearer" in sections and scheme.bearer_header.lower() in _RESERVED_HEADERS:
+            raise _SchemeProblem("bearer.header must not name a header that frames the request")
+        if "oauth2" in sections:
+            _scheme_oauth2(sections["oauth2"], schema)
+    except _SchemeProblem as problem:
+        errors.add(field, problem.code, str(problem))
+        return None
+    return sections or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +562,7 @@ class CheckedProvider:
     description: str | None
     latency_threshold_ms: int
     documentation_url: str | None
+    auth_scheme: dict[str, Any] | None = None
 
 
 def check_provider(definition: ProviderDefinition) -> CheckedProvider:
@@ -431,6 +615,9 @@ def check_provider(definition: ProviderDefinition) -> CheckedProvider:
     )
     if schema is not None and base_url is not None and verification is not None:
         _check_placeholders(errors, schema, base_url, verification.path)
+    auth_scheme = check_auth_scheme(
+        errors, "input.authScheme", definition.auth_scheme, auth_modes, schema
+    )
     errors.raise_any()
     # raise_any() returned: every check passed, so none of these is None.
     assert name is not None
@@ -449,6 +636,7 @@ def check_provider(definition: ProviderDefinition) -> CheckedProvider:
         description=description,
         latency_threshold_ms=threshold,
         documentation_url=documentation_url,
+        auth_scheme=auth_scheme,
     )
 
 
@@ -630,6 +818,8 @@ async def register_provider(
             field="input.key",
             code="DUPLICATE_KEY",
         )
+    # Only a scheme is written: an explicit None would be stored as JSON null, not SQL NULL.
+    scheme = {} if checked.auth_scheme is None else {"auth_scheme": checked.auth_scheme}
     provider = repo.add(
         Provider(
             id=new_id("Provider"),
@@ -646,6 +836,7 @@ async def register_provider(
             configuration_schema=checked.configuration_schema,
             latency_threshold_ms=checked.latency_threshold_ms,
             documentation_url=checked.documentation_url,
+            **scheme,
         )
     )
     await flush_or_duplicate(
@@ -663,6 +854,7 @@ async def register_provider(
             "category": provider.category,
             "capabilities": provider.capabilities,
             "authModes": provider.auth_modes,
+            "authScheme": checked.auth_scheme,
         },
     )
     return provider

@@ -24,6 +24,14 @@ from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.relay import Connection, Node
 
+AUTH_SCHEME_DESCRIPTION = (
+    "How each auth mode is applied: "
+    '`{"apiKey": {"in": "header"|"query", "names": [...], "prefix": "AccessKey"}, '
+    '"bearer": {"header", "prefix"}, "oauth2": {"tokenUrl", "scope", "clientAuth": '
+    '"basic"|"body", "params"}}`, every part optional. Several `apiKey.names` take a JSON '
+    "object secret with those keys."
+)
+
 
 @strawberry.type(description="The cheap authenticated call used by connection tests and probes.")
 class VerificationRequest:
@@ -66,6 +74,11 @@ class Provider(Node):
     verification: VerificationRequest
     configuration_schema: JSON = strawberry.field(
         description="JSON Schema that a connection's configuration must satisfy."
+    )
+    auth_scheme: JSON | None = strawberry.field(
+        description=AUTH_SCHEME_DESCRIPTION
+        + " Null: the defaults (`X-API-Key: <key>`, `Authorization: Bearer <token>`, "
+        "RFC 7617 Basic, OAuth2 tokens from the configuration's `tokenUrl`)."
     )
     latency_threshold_ms: int = strawberry.field(
         description="p95 latency above which a connection's health is DEGRADED."
@@ -112,6 +125,7 @@ class Provider(Node):
             base_url=row.base_url,
             verification=VerificationRequest.from_document(row.verification),
             configuration_schema=cast(JSON, row.configuration_schema),
+            auth_scheme=cast(JSON, row.auth_scheme),
             latency_threshold_ms=row.latency_threshold_ms,
             documentation_url=row.documentation_url,
             created_at=row.created_at,
@@ -248,6 +262,11 @@ class RegisterProviderInput:
         description="A JSON Schema (Draft 2020-12 unless `$schema` says) for an object; "
         "by default no configuration is accepted.",
     )
+    auth_scheme: JSON | None = strawberry.field(
+        default=None,
+        description=AUTH_SCHEME_DESCRIPTION
+        + " A section must apply to one of `authModes`; omitted or null: the defaults.",
+    )
     description: str | None = None
     latency_threshold_ms: int | None = None
     documentation_url: str | None = None
@@ -269,6 +288,7 @@ class RegisterProviderInput:
             description=self.description,
             latency_threshold_ms=self.latency_threshold_ms,
             documentation_url=self.documentation_url,
+            auth_scheme=cast("dict[str, Any] | None", self.auth_scheme),
         )
 
 
