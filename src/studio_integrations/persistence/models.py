@@ -354,6 +354,24 @@ class WebhookDelivery(TenantScoped, Timestamps, Base):
     __table_args__ = (
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_message", "tenant_id", "direction", "message_id"),
+        # The fan-out of one event to one subscription happens once (replays are new rows).
+        Index(
+            "uq_webhook_deliveries_fanout",
+            "subscription_id",
+            "event_id",
+            unique=True,
+            sqlite_where=text("replay_of_id IS NULL AND event_id IS NOT NULL"),
+            postgresql_where=text("replay_of_id IS NULL AND event_id IS NOT NULL"),
+        ),
+        # An inbound message id is accepted once per connection (de-duplication).
+        Index(
+            "uq_webhook_deliveries_inbound_accepted",
+            "connection_id",
+            "message_id",
+            unique=True,
+            sqlite_where=text("direction = 'INBOUND' AND status = 'SUCCEEDED'"),
+            postgresql_where=text("direction = 'INBOUND' AND status = 'SUCCEEDED'"),
+        ),
     )
 
     id: Mapped[str] = _id_column("WebhookDelivery")
@@ -400,6 +418,7 @@ class WebhookDeliveryAttempt(TenantScoped, Base):
     latency_ms: Mapped[float | None]
     response_excerpt: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    error_category: Mapped[FailureCategory | None] = mapped_column(enum_column(FailureCategory))
 
 
 # --- Audit and outbox --------------------------------------------------------------------
