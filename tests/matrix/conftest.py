@@ -8,6 +8,7 @@ tenant's object of the same type.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,6 @@ from studio_integrations.persistence.models import AuditEvent, OutboxMessage
 from tests.conftest import TokenFactory
 from tests.connections.conftest import (
     ESTABLISH,
-    GOOD_KEY,
     TEST,
     VERIFY_PATH,
     establish_input,
@@ -60,6 +60,7 @@ class World:
     fake: FakeProvider
     make_token: TokenFactory
     tenants: dict[str, TenantWorld]
+    canaries: set[str]  # every secret value planted in the vault for the world
 
     @property
     def a(self) -> TenantWorld:
@@ -71,7 +72,7 @@ class World:
 
 
 async def _build_tenant(
-    server: LiveServer, http: httpx.AsyncClient, fake: FakeProvider, tw: TenantWorld
+    server: LiveServer, http: httpx.AsyncClient, fake: FakeProvider, tw: TenantWorld, canary: str
 ) -> None:
     provider_id = await register_fake_provider(http, tw.token, fake.base_url, key="matrix-hr")
     tw.ids["Provider"] = provider_id
@@ -91,7 +92,12 @@ async def _build_tenant(
     assert data["registerApiClient"]["userErrors"] == [], data
     tw.ids["ExternalApiClient"] = data["registerApiClient"]["apiClient"]["id"]
     tw.ids["Credential"] = await register_secret_credential(
-        http, tw.token, server.services.vault, name=f"matrix-key-{tw.tenant}", tenant=tw.tenant
+        http,
+        tw.token,
+        server.services.vault,
+        name=f"matrix-key-{tw.tenant}",
+        tenant=tw.tenant,
+        value=canary,
     )
     data = await ok(
         http,
@@ -115,11 +121,12 @@ async def world(
     fake = FakeProvider()
     async with fake.running():
         fake.on(VERIFY_PATH, Reply(json={"ok": True}, headers={"X-Request-Id": "req-1"}))
-        fake.require_key(VERIFY_PATH, {GOOD_KEY})
+        canaries = {t: f"canary-{t}-{uuid.uuid4().hex}" for t in TENANTS}
+        fake.require_key(VERIFY_PATH, set(canaries.values()))
         tenants = {t: TenantWorld(t, make_token(tenant=t)) for t in TENANTS}
         for tw in tenants.values():
-            await _build_tenant(server, http, fake, tw)
-        yield World(server, http, fake, make_token, tenants)
+            await _build_tenant(server, http, fake, tw, canaries[tw.tenant])
+        yield World(server, http, fake, make_token, tenants, set(canaries.values()))
 
 
 @dataclass(frozen=True)
