@@ -247,3 +247,66 @@ async def counts(db: Database) -> Counts:
             outbox=OutboxMessage,
         )
     )
+
+
+# --- Another tenant, and refusals (bad-input, listing and leak tests) ----------------------
+
+RETIRE_WITH_VERSION = f"""
+mutation ($input: RetireConnectionInput!) {{
+  retireConnection(input: $input) {{
+    connection {{ {CONNECTION_FIELDS} }}
+    userErrors {{ field code message }}
+  }}
+}}
+"""
+
+
+@dataclass
+class Foreign:
+    """Tenant globex's own provider, credential and connection: for acme, ids that must
+    behave exactly like ids that do not exist."""
+
+    token: str
+    provider_id: str
+    credential_id: str
+    connection_id: str
+
+
+@pytest.fixture
+async def foreign(
+    server: Any, http: httpx.AsyncClient, make_token: TokenFactory, world: World
+) -> Foreign:
+    token = make_token(tenant="globex")
+    provider_id = await register_fake_provider(http, token, world.fake.base_url)
+    credential_id = await register_secret_credential(
+        http, token, server.services.vault, name="globex-hr-key", tenant="globex"
+    )
+    data = await ok(
+        http,
+        ESTABLISH,
+        {"input": establish_input(provider_id, credential_id, runTest=False)},
+        token,
+    )
+    assert data["establishConnection"]["userErrors"] == [], data
+    return Foreign(
+        token, provider_id, credential_id, data["establishConnection"]["connection"]["id"]
+    )
+
+
+async def establish_offline(http: httpx.AsyncClient, world: World, **over: Any) -> dict[str, Any]:
+    """An ACTIVE acme connection established without a live test (no outbound call)."""
+    over.setdefault("runTest", False)
+    data = await ok(
+        http,
+        ESTABLISH,
+        {"input": establish_input(world.provider_id, world.credential_id, **over)},
+        world.token,
+    )
+    payload = data["establishConnection"]
+    assert payload["userErrors"] == [], payload
+    connection: dict[str, Any] = payload["connection"]
+    return connection
+
+
+def user_errors(payload: dict[str, Any]) -> list[tuple[str | None, str, str]]:
+    return [(e["field"], e["code"], e["message"]) for e in payload["userErrors"]]

@@ -477,12 +477,13 @@ class _Checked:
 
 async def _check_definition(
     session: AsyncSession,
-    ctx: ActionContext,
-    vault: SecretStore,
     caller: ProviderCaller,
     definition: ConnectionDefinition,
     connection_id: str,
+    inbound: tuple[str | None, ValidationErrors],
 ) -> _Checked:
+    """``inbound`` is the signing secret reference as checked against the vault beforehand
+    (``_check_inbound_ref``), with its errors."""
     errors = ValidationErrors()
     name = _text(errors, "input.name", definition.name, MAX_NAME_LENGTH)
     project_id = _text(errors, "input.projectId", definition.project_id, MAX_PROJECT_ID_LENGTH)
@@ -528,15 +529,8 @@ async def _check_definition(
         if configuration is not None:
             _check_target(errors, caller, provider, configuration, "input.configuration")
 
-    inbound_ref = None
-    if definition.inbound_signing_secret_ref is not None:
-        inbound_ref = await _check_inbound_ref(
-            errors,
-            vault,
-            ctx,
-            definition.inbound_signing_secret_ref,
-            "input.inboundSigningSecretRef",
-        )
+    inbound_ref, inbound_errors = inbound
+    errors.items.extend(inbound_errors.items)
 
     if (
         name is not None
@@ -574,8 +568,24 @@ async def establish_connection(
     definition: ConnectionDefinition,
 ) -> RunResult:
     connection_id = new_id("IntegrationConnection")
+    # The vault is asked before a session opens: no transaction waits on it (on SQLite the
+    # local vault's own session would otherwise wait for this one's lock until it timed out).
+    inbound_errors = ValidationErrors()
+    inbound_ref = (
+        await _check_inbound_ref(
+            inbound_errors,
+            vault,
+            ctx,
+            definition.inbound_signing_secret_ref,
+            "input.inboundSigningSecretRef",
+        )
+        if definition.inbound_signing_secret_ref is not None
+        else None
+    )
     async with sessions.read() as session:
-        checked = await _check_definition(session, ctx, vault, caller, definition, connection_id)
+        checked = await _check_definition(
+            session, caller, definition, connection_id, (inbound_ref, inbound_errors)
+        )
 
     outcome: CallOutcome | None = None
     started_at = utcnow()
@@ -692,6 +702,18 @@ async def update_connection(
     caller: ProviderCaller,
     changes: ConnectionChanges,
 ) -> IntegrationConnection:
+    # The vault is asked before the first statement, so the transaction is not held open
+    # while it answers (on SQLite the local vault's own session would wait for its lock).
+    inbound_errors = ValidationErrors()
+    raw_ref = changes.inbound_signing_secret_ref
+    clear_ref = not isinstance(raw_ref, _Keep) and (raw_ref is None or not raw_ref.strip())
+    checked_ref = (
+        await _check_inbound_ref(
+            inbound_errors, vault, ctx, raw_ref, "input.inboundSigningSecretRef"
+        )
+        if isinstance(raw_ref, str) and not clear_ref
+        else None
+    )
     connection = await _live_connection(session, changes.id, changes.expected_version)
     errors = ValidationErrors()
     changed: dict[str, Any] = {}
@@ -717,16 +739,12 @@ async def update_connection(
             _check_target(errors, caller, provider, configuration, "input.configuration")
             if configuration != connection.configuration:
                 changed["configuration"] = configuration
-    if not isinstance(changes.inbound_signing_secret_ref, _Keep):
-        raw = changes.inbound_signing_secret_ref
-        ref = (
-            None
-            if raw is None or not raw.strip()
-            else await _check_inbound_ref(errors, vault, ctx, raw, "input.inboundSigningSecretRef")
-        )
-        cleared = raw is None or not raw.strip()
-        if (ref is not None or cleared) and ref != connection.inbound_signing_secret_ref:
-            changed["inbound_signing_secret_ref"] = ref
+    if not isinstance(raw_ref, _Keep):
+        errors.items.extend(inbound_errors.items)
+        if (
+            checked_ref is not None or clear_ref
+        ) and checked_ref != connection.inbound_signing_secret_ref:
+            changed["inbound_signing_secret_ref"] = checked_ref
     errors.raise_any()
     if not changed:
         raise UserInputError(
