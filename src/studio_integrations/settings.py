@@ -48,7 +48,22 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
-    graphiql: bool = True
+
+    # Abuse limits (see auth/limits.py and schema/limits.py). A per-minute budget of 0 turns
+    # that budget off. Production mode turns introspection and GraphiQL off unless set.
+    environment: Literal["development", "production"] = "development"
+    introspection: bool | None = None  # None: on in development, off in production
+    graphiql: bool | None = None  # None: on in development, off in production
+    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    max_json_depth: int = Field(default=32, ge=2)
+    max_query_cost: int = Field(default=50_000, gt=0)
+    expensive_query_cost: int = Field(default=1_000, gt=0)
+    tenant_mutations_per_minute: int = Field(default=600, ge=0)
+    token_mutations_per_minute: int = Field(default=120, ge=0)
+    tenant_expensive_queries_per_minute: int = Field(default=300, ge=0)
+    token_expensive_queries_per_minute: int = Field(default=60, ge=0)
+    max_subscriptions_per_connection: int = Field(default=50, ge=1)
+    max_subscriptions_per_tenant: int = Field(default=1_000, ge=1)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
@@ -73,6 +88,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         return value
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection if self.introspection is not None else not self.production
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else not self.production
 
     @property
     def uses_jwks(self) -> bool:
