@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
+from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.outbox import WAKE_KEY
@@ -18,6 +19,7 @@ from studio_integrations.settings import Settings
 from studio_integrations.vault.base import SecretStore
 from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.outbox_relay import OutboxRelay
+from studio_integrations.workers.webhook_dispatcher import DeliveryFeed, WebhookDispatcher
 
 log = logging.getLogger(__name__)
 SHUTDOWN_STEP_SECONDS = 5.0
@@ -51,35 +53,69 @@ class Services:
     vault: SecretStore
     http: httpx.AsyncClient
     provider_caller: ProviderCaller
+    # Outbound webhooks: the dispatcher (fed by the relay's fan-out sink) and the live feed
+    # of delivery status changes.
+    webhook_dispatcher: WebhookDispatcher
+    webhook_feed: DeliveryFeed
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
         bus = EventBus(settings.broadcast_url, namespace=settings.bus_namespace)
-        relay = OutboxRelay(db, bus, poll_seconds=settings.outbox_poll_seconds)
         http = outbound_client()
+        vault = make_secret_store(settings, db)
+        feed = DeliveryFeed(settings.broadcast_url, settings.bus_namespace)
+        dispatcher = WebhookDispatcher(
+            db,
+            vault,
+            http,
+            allow_loopback=settings.allow_loopback_targets,
+            retry_schedule=settings.webhook_retry_schedule,
+            disable_after_seconds=settings.webhook_disable_after_seconds,
+            lease_seconds=settings.webhook_lease_seconds,
+            poll_seconds=settings.webhook_poll_seconds,
+            notify=feed.publish,
+        )
+        # Each published event becomes deliveries for matching subscriptions, in the relay's
+        # transaction (at-least-once; never lost between publishing and enqueueing).
+        relay = OutboxRelay(
+            db,
+            bus,
+            poll_seconds=settings.outbox_poll_seconds,
+            sinks=[WebhookFanout(wake=dispatcher.wake)],
+        )
         return cls(
             settings=settings,
             db=db,
             bus=bus,
             verifier=make_verifier(settings),
             relay=relay,
-            vault=make_secret_store(settings, db),
+            vault=vault,
             http=http,
             # One per process: it holds the OAuth2 token cache.
             provider_caller=ProviderCaller(http, allow_loopback=settings.allow_loopback_targets),
+            webhook_dispatcher=dispatcher,
+            webhook_feed=feed,
         )
 
     async def start(self) -> None:
         await self.bus.connect()
         self.db.session_info[WAKE_KEY] = self.relay.wake
         self.relay.start()
+        await self.webhook_feed.connect()
+        self.webhook_dispatcher.start()
 
     async def stop(self) -> None:
         """Stop workers, then close connections. Each step is bounded: a stuck dependency
         must not keep the process from shutting down."""
         await self.relay.stop()
-        steps = [self.bus.disconnect(), self.vault.close(), self.http.aclose()]
+        await self.webhook_dispatcher.stop()
+        steps = [
+            self.bus.disconnect(),
+            self.webhook_feed.disconnect(),
+            self.vault.close(),
+            self.http.aclose(),
+        ]
         aclose = getattr(self.verifier, "aclose", None)
         if aclose is not None:
             steps.append(aclose())

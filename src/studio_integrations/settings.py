@@ -41,6 +41,13 @@ class Settings(BaseSettings):
 
     probe_interval_seconds: float = Field(default=60, gt=0)
     webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    # A subscription failing continuously this long is disabled (DESIGN §7: 5 days).
+    webhook_disable_after_seconds: float = Field(default=5 * 24 * 3600, gt=0)
+    # Inbound webhook bodies larger than this are refused (413) unread.
+    webhook_inbound_max_bytes: int = Field(default=256 * 1024, gt=0)
+    # How long a dispatcher's claim on a delivery lasts; a crashed claim is taken over after it.
+    webhook_lease_seconds: float = Field(default=60, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
 
     # Not in DESIGN §9's list, but a mature service needs them; defaults fit the embedded run.
     state_dir: Path = Path(".studio")

@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from studio_integrations.domain import connections as connections_domain
 from studio_integrations.domain.credentials import connections_for_credentials
 from studio_integrations.domain.providers import api_clients_for_providers
+from studio_integrations.domain.webhooks import attempts_for_deliveries
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import (
     Base,
@@ -21,6 +22,7 @@ from studio_integrations.persistence.models import (
     IntegrationConnection,
     IntegrationRun,
     RunAttempt,
+    WebhookDeliveryAttempt,
 )
 from studio_integrations.persistence.repository import TenantRepository
 
@@ -140,4 +142,18 @@ class Loaders:
             return [found[k] for k in keys]
 
         loader: DataLoader[TimelineKey, list[HealthSnapshot]] = self._loader("timeline", batch)
+        return loader
+
+    @property
+    def webhook_attempts(self) -> DataLoader[str, list[WebhookDeliveryAttempt]]:
+        """A webhook delivery's attempts in order, one statement per batch."""
+
+        async def batch(delivery_ids: list[str]) -> list[list[WebhookDeliveryAttempt]]:
+            async with self._db.session(self._scope) as session:
+                found = await attempts_for_deliveries(session, delivery_ids)
+            return [found.get(i, []) for i in delivery_ids]
+
+        loader: DataLoader[str, list[WebhookDeliveryAttempt]] = self._loader(
+            "webhook_attempts", batch
+        )
         return loader

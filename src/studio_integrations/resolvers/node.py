@@ -23,12 +23,15 @@ from studio_integrations.persistence.models import ExternalApiClient as External
 from studio_integrations.persistence.models import IntegrationConnection as ConnectionRow
 from studio_integrations.persistence.models import IntegrationRun as RunRow
 from studio_integrations.persistence.models import Provider as ProviderRow
+from studio_integrations.persistence.models import WebhookDelivery as WebhookDeliveryRow
+from studio_integrations.persistence.models import WebhookSubscription as WebhookSubscriptionRow
 from studio_integrations.schema.audit import AuditEvent
 from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import Credential
 from studio_integrations.schema.providers import ExternalApiClient, Provider
 from studio_integrations.schema.relay import Node
+from studio_integrations.schema.webhooks import WebhookDelivery, WebhookSubscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,14 @@ register_node(
     NodeType(Scope.CONNECTIONS_READ, ConnectionRow, IntegrationConnection.from_row),
 )
 register_node("IntegrationRun", NodeType(Scope.CONNECTIONS_READ, RunRow, IntegrationRun.from_row))
+register_node(
+    "WebhookSubscription",
+    NodeType(Scope.WEBHOOKS_READ, WebhookSubscriptionRow, WebhookSubscription.from_row),
+)
+register_node(
+    "WebhookDelivery",
+    NodeType(Scope.WEBHOOKS_READ, WebhookDeliveryRow, WebhookDelivery.from_row),
+)
 
 
 async def resolve_node(info: Info, id: strawberry.ID) -> Node | None:

@@ -32,6 +32,14 @@ from studio_integrations.resolvers.providers import (
     resolve_capability_matrix,
     resolve_providers,
 )
+from studio_integrations.resolvers.webhooks import (
+    create_webhook_subscription,
+    replay_webhook_delivery,
+    resolve_webhook_deliveries,
+    resolve_webhook_subscriptions,
+    rotate_webhook_signing_secret,
+    update_webhook_subscription,
+)
 from studio_integrations.schema.audit import AuditEvent, AuditEventConnection
 from studio_integrations.schema.connections import (
     EstablishConnectionPayload,
@@ -60,7 +68,18 @@ from studio_integrations.schema.providers import (
 )
 from studio_integrations.schema.relay import Node
 from studio_integrations.schema.viewer import Viewer
+from studio_integrations.schema.webhooks import (
+    CreateWebhookSubscriptionPayload,
+    ReplayWebhookDeliveryPayload,
+    RotateWebhookSigningSecretPayload,
+    UpdateWebhookSubscriptionPayload,
+    WebhookDelivery,
+    WebhookDeliveryConnection,
+    WebhookSubscription,
+    WebhookSubscriptionConnection,
+)
 from studio_integrations.subscriptions.audit import subscribe_audit_events
+from studio_integrations.subscriptions.webhooks import subscribe_webhook_delivery_updated
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +142,20 @@ class Query:
             "The tenant's credentials (references and metadata, never values), newest first. "
             "Requires `credentials:read`."
         ),
+    )
+
+    webhook_subscriptions: WebhookSubscriptionConnection | None = strawberry.field(
+        resolver=resolve_webhook_subscriptions,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="The tenant's outbound webhook subscriptions, newest first. "
+        "Requires `webhooks:read`.",
+    )
+
+    webhook_deliveries: WebhookDeliveryConnection | None = strawberry.field(
+        resolver=resolve_webhook_deliveries,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="The webhook delivery log, both directions, newest first. "
+        "Requires `webhooks:read`.",
     )
 
 
@@ -188,9 +221,45 @@ class Mutation:
         ),
     )
 
+    create_webhook_subscription: CreateWebhookSubscriptionPayload | None = strawberry.mutation(
+        resolver=create_webhook_subscription,
+        extensions=requires(ACTION_SCOPES["createWebhookSubscription"]),
+        description="Send events of a type (or `*`) to an HTTPS endpoint, signed with a "
+        "`whsec_` secret (generated into the vault unless `signingSecretRef` names one). "
+        "Requires `webhooks:write`.",
+    )
+
+    update_webhook_subscription: UpdateWebhookSubscriptionPayload | None = strawberry.mutation(
+        resolver=update_webhook_subscription,
+        extensions=requires(ACTION_SCOPES["updateWebhookSubscription"]),
+        description="Change a subscription's endpoint, event type, description, retry "
+        "schedule, or switch it on or off. Requires `webhooks:write`.",
+    )
+
+    rotate_webhook_signing_secret: RotateWebhookSigningSecretPayload | None = strawberry.mutation(
+        resolver=rotate_webhook_signing_secret,
+        extensions=requires(ACTION_SCOPES["rotateWebhookSigningSecret"]),
+        description="A new signing secret version; the old one keeps signing alongside "
+        "for 24 h. Requires `webhooks:write`.",
+    )
+
+    replay_webhook_delivery: ReplayWebhookDeliveryPayload | None = strawberry.mutation(
+        resolver=replay_webhook_delivery,
+        extensions=requires(ACTION_SCOPES["replayWebhookDelivery"]),
+        description="Send a delivery's preserved payload again as a new delivery with the same "
+        "`webhook-id`. Requires `webhooks:replay`.",
+    )
+
 
 @strawberry.type
 class Subscription:
+    webhook_delivery_updated: AsyncGenerator[WebhookDelivery, None] = strawberry.subscription(
+        resolver=subscribe_webhook_delivery_updated,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="Each status change of the tenant's webhook deliveries, optionally of one "
+        "direction or subscription. Requires `webhooks:read`.",
+    )
+
     audit_events: AsyncGenerator[AuditEvent, None] = strawberry.subscription(
         resolver=subscribe_audit_events,
         extensions=requires(Scope.AUDIT_READ),
@@ -222,6 +291,8 @@ def build_schema() -> strawberry.Schema:
             Credential,
             IntegrationConnection,
             IntegrationRun,
+            WebhookSubscription,
+            WebhookDelivery,
         ],
         extensions=schema_extensions(),
     )

@@ -1,0 +1,737 @@
+"""Webhooks (DESIGN §7): outbound subscriptions, the fan-out of events into deliveries, the
+outcome of each delivery attempt, replays, and the delivery log.
+
+Outbound. A subscription binds an event type of DESIGN §6 (or ``*``) to an HTTPS endpoint
+and a signing secret kept in the vault (``whsec_`` + base64 of 32 random bytes, generated
+straight into the vault when no ``signingSecretRef`` is given; a given reference must be a
+secret of the caller's tenant, like a credential's). The endpoint passes the egress policy's
+URL check when it is saved, and the dispatcher resolves and checks it again on every attempt
+(``domain.egress``), so a name that later resolves to a private address is refused.
+
+Every committed event reaches ``WebhookFanout`` (an outbox relay sink) in the relay's
+transaction: one PENDING delivery per matching active subscription, with the envelope as its
+preserved payload and the event id as its ``webhook-id``. A unique index makes the fan-out
+of one event to one subscription happen once, even if the relay publishes a row again.
+
+Attempts. ``apply_attempt`` turns one HTTP exchange into state: 2xx SUCCEEDED; 410 FAILED
+and the subscription disabled (``WebhookSubscriptionDisabled``); anything else (3xx
+included: redirects are never followed) RETRYING after the next delay of the retry schedule
+(the subscription's own, else ``STUDIO_WEBHOOK_RETRY_SCHEDULE``) with ±20 % jitter, or later
+when the receiver's ``Retry-After`` asks so, and FAILED when the schedule is spent. A final
+failure records an ``IntegrationFailure``. A subscription whose deliveries have failed
+without a success for longer than the disable window is disabled too.
+
+Replay re-sends a delivery's preserved payload as a new delivery (``replayOf``) with the same
+``webhook-id``, signed afresh, and emits ``WebhookDeliveryReplayed``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from studio_integrations.domain.context import ActionContext
+from studio_integrations.domain.credentials import TENANT_TAG, pin_version
+from studio_integrations.domain.egress import EgressRefused, check_target
+from studio_integrations.domain.enums import (
+    DeliveryDirection,
+    DeliveryStatus,
+    FailureCategory,
+    SignatureStatus,
+)
+from studio_integrations.domain.failures import raise_failure
+from studio_integrations.domain.signing import generate_secret
+from studio_integrations.domain.validation import ValidationErrors
+from studio_integrations.errors import UserInputError
+from studio_integrations.events.envelope import EventEnvelope, EventType
+from studio_integrations.events.outbox import emit_event
+from studio_integrations.ids import new_id, type_of
+from studio_integrations.persistence.db import TenantSessions
+from studio_integrations.persistence.models import (
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookSubscription,
+)
+from studio_integrations.persistence.repository import Page, PageRequest
+from studio_integrations.persistence.types import utcnow
+from studio_integrations.persistence.webhooks import (
+    AttemptRepository,
+    DeliveryFilter,
+    DeliveryRepository,
+    SubscriptionFilter,
+    SubscriptionRepository,
+)
+from studio_integrations.vault.base import SecretRef, SecretStore, parse_secret_ref
+
+WILDCARD = "*"
+EVENT_TYPES = frozenset(t.value for t in EventType)
+MAX_URL_LENGTH = 2048
+MAX_REF_LENGTH = 2048
+MAX_DESCRIPTION_LENGTH = 1000
+MAX_SCHEDULE_LENGTH = 20
+MAX_DELAY_SECONDS = 7 * 24 * 3600
+MAX_RETRY_AFTER_SECONDS = 24 * 3600
+JITTER = 0.2
+SECRET_OVERLAP = timedelta(hours=24)
+EXCERPT_BYTES = 4 * 1024
+MAX_ERROR_CHARS = 500
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionDefinition:
+    event_type: str
+    endpoint_url: str
+    signing_secret_ref: str | None = None
+    description: str | None = None
+    active: bool = True
+    retry_schedule: Sequence[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanges:
+    id: str
+    event_type: Any = KEEP
+    endpoint_url: Any = KEEP
+    description: Any = KEEP
+    active: Any = KEEP
+    retry_schedule: Any = KEEP  # None clears the override
+    expected_version: int | None = None
+
+
+# --- Validation --------------------------------------------------------------------------
+
+
+def _check_event_type(errors: ValidationErrors, field: str, value: str | None) -> str | None:
+    text = (value or "").strip()
+    if not text:
+        errors.add(field, "REQUIRED", "must not be blank")
+        return None
+    if text != WILDCARD and text not in EVENT_TYPES:
+        errors.add(
+            field,
+            "UNKNOWN_EVENT_TYPE",
+            f"'{text[:100]}' is not an event type; use one of DESIGN §6's types or '*'",
+        )
+        return None
+    return text
+
+
+def _check_endpoint(
+    errors: ValidationErrors, field: str, value: str | None, *, allow_loopback: bool
+) -> str | None:
+    text = (value or "").strip()
+    if not text:
+        errors.add(field, "REQUIRED", "must not be blank")
+        return None
+    if len(text) > MAX_URL_LENGTH:
+        errors.add(field, "TOO_LONG", f"must be at most {MAX_URL_LENGTH} characters")
+        return None
+    try:
+        target = check_target(text, allow_loopback=allow_loopback)
+    except EgressRefused as exc:
+        errors.add(field, exc.code, exc.message)
+        return None
+    return str(target.url)
+
+
+def _check_description(errors: ValidationErrors, field: str, value: str | None) -> str | None:
+    text = (value or "").strip()
+    if len(text) > MAX_DESCRIPTION_LENGTH:
+        errors.add(field, "TOO_LONG", f"must be at most {MAX_DESCRIPTION_LENGTH} characters")
+    return text or None
+
+
+def _check_schedule(
+    errors: ValidationErrors, field: str, value: Sequence[int] | None
+) -> list[int] | None:
+    if value is None:
+        return None
+    delays = list(value)
+    if not delays:
+        errors.add(field, "EMPTY", "give at least one delay, or null for the default schedule")
+    elif len(delays) > MAX_SCHEDULE_LENGTH:
+        errors.add(field, "TOO_LONG", f"at most {MAX_SCHEDULE_LENGTH} retries")
+    elif any(d < 0 or d > MAX_DELAY_SECONDS for d in delays):
+        errors.add(field, "OUT_OF_RANGE", f"each delay is 0..{MAX_DELAY_SECONDS} seconds")
+    else:
+        return delays
+    return None
+
+
+def _check_version(row: WebhookSubscription, expected: int | None) -> None:
+    if expected is not None and expected != row.version:
+        raise UserInputError(
+            f"the subscription changed since you read it (version {row.version})",
+            field="input.version",
+            code="STALE_VERSION",
+        )
+
+
+def secret_name(subscription_id: str) -> str:
+    """The vault name of a generated signing secret (vault names allow letters, digits, -)."""
+    return "whsec-" + subscription_id.replace("_", "-").lower()
+
+
+async def _check_signing_ref(
+    errors: ValidationErrors, vault: SecretStore, ctx: ActionContext, raw: str, field: str
+) -> tuple[SecretRef, str] | None:
+    raw = raw.strip()
+    if len(raw) > MAX_REF_LENGTH:
+        errors.add(field, "TOO_LONG", f"must be at most {MAX_REF_LENGTH} characters")
+        return None
+    try:
+        ref = parse_secret_ref(raw, field=field)
+    except UserInputError as exc:
+        errors.items.append(exc)
+        return None
+    if ref.vault_url != vault.vault_url:
+        errors.add(
+            field,
+            "VAULT_MISMATCH",
+            f"this server resolves secrets in {vault.vault_url}, not {ref.vault_url}",
+        )
+        return None
+    try:
+        pinned = await pin_version(vault, ref, tenant_id=ctx.tenant_id, field=field)
+    except UserInputError as exc:
+        errors.items.append(exc)
+        return None
+    return ref.unversioned(), pinned.version
+
+
+def _subscription_data(row: WebhookSubscription) -> dict[str, Any]:
+    return {
+        "eventType": row.event_type,
+        "endpointHost": _host(row.endpoint_url),
+        "active": row.active,
+        "signingSecretRef": row.signing_secret_ref,
+        "signingSecretVersion": row.signing_secret_version,
+        "retrySchedule": row.retry_schedule,
+    }
+
+
+def _host(url: str) -> str | None:
+    try:
+        return check_target(url, allow_loopback=True).host
+    except EgressRefused:
+        return None
+
+
+# --- Governed actions --------------------------------------------------------------------
+
+
+async def create_subscription(
+    sessions: TenantSessions,
+    ctx: ActionContext,
+    *,
+    vault: SecretStore,
+    allow_loopback: bool,
+    definition: SubscriptionDefinition,
+) -> WebhookSubscription:
+    """Validate everything, then (for a generated secret) write the secret to the vault, then
+    the subscription and ``WebhookSubscriptionCreated`` in one transaction. The vault is not
+    called inside the transaction."""
+    errors = ValidationErrors()
+    event_type = _check_event_type(errors, "input.eventType", definition.event_type)
+    endpoint = _check_endpoint(
+        errors, "input.endpointUrl", definition.endpoint_url, allow_loopback=allow_loopback
+    )
+    description = _check_description(errors, "input.description", definition.description)
+    schedule = _check_schedule(errors, "input.retrySchedule", definition.retry_schedule)
+    given: tuple[SecretRef, str] | None = None
+    raw_ref = definition.signing_secret_ref
+    if raw_ref is not None and raw_ref.strip():
+        given = await _check_signing_ref(errors, vault, ctx, raw_ref, "input.signingSecretRef")
+    errors.raise_any()
+    assert event_type is not None
+    assert endpoint is not None
+
+    subscription_id = new_id("WebhookSubscription")
+    if given is not None:
+        ref, version = str(given[0]), given[1]
+    else:
+        name = secret_name(subscription_id)
+        props = await vault.set_secret(
+            name, generate_secret(), content_type="whsec", tags={TENANT_TAG: ctx.tenant_id}
+        )
+        ref, version = str(SecretRef(vault.vault_url, name)), props.version
+
+    async with sessions.write() as session:
+        row = WebhookSubscription(
+            id=subscription_id,
+            tenant_id=ctx.tenant_id,
+            event_type=event_type,
+            endpoint_url=endpoint,
+            signing_secret_ref=ref,
+            signing_secret_version=version,
+            description=description,
+            active=definition.active,
+            retry_schedule=schedule,
+        )
+        session.add(row)
+        await session.flush()
+        emit_event(
+            session,
+            ctx,
+            type=EventType.WEBHOOK_SUBSCRIPTION_CREATED,
+            subject_type="WebhookSubscription",
+            subject_id=row.id,
+            data=_subscription_data(row),
+        )
+    return row
+
+
+async def _get_subscription(session: AsyncSession, subscription_id: str) -> WebhookSubscription:
+    row = None
+    if type_of(subscription_id) == "WebhookSubscription":
+        row = await SubscriptionRepository(session).get(subscription_id)
+    if row is None:
+        raise UserInputError("no such webhook subscription", field="input.id", code="NOT_FOUND")
+    return row
+
+
+async def update_subscription(
+    session: AsyncSession,
+    ctx: ActionContext,
+    *,
+    allow_loopback: bool,
+    changes: SubscriptionChanges,
+) -> WebhookSubscription:
+    row = await _get_subscription(session, changes.id)
+    _check_version(row, changes.expected_version)
+    errors = ValidationErrors()
+    changed: dict[str, Any] = {}
+    if changes.event_type is not KEEP:
+        value = _check_event_type(errors, "input.eventType", changes.event_type)
+        if value is not None and value != row.event_type:
+            changed["event_type"] = value
+    if changes.endpoint_url is not KEEP:
+        value = _check_endpoint(
+            errors, "input.endpointUrl", changes.endpoint_url, allow_loopback=allow_loopback
+        )
+        if value is not None and value != row.endpoint_url:
+            changed["endpoint_url"] = value
+    if changes.description is not KEEP:
+        value = _check_description(errors, "input.description", changes.description)
+        if value != row.description:
+            changed["description"] = value
+    if changes.retry_schedule is not KEEP:
+        schedule = _check_schedule(errors, "input.retrySchedule", changes.retry_schedule)
+        if not errors.has("input.retrySchedule") and schedule != row.retry_schedule:
+            changed["retry_schedule"] = schedule
+    if changes.active is not KEEP and changes.active is not None and changes.active != row.active:
+        changed["active"] = bool(changes.active)
+    errors.raise_any()
+    if not changed:
+        raise UserInputError("nothing to change", field="input", code="NOTHING_TO_UPDATE")
+    for attr, value in changed.items():
+        setattr(row, attr, value)
+    if changed.get("active") is True:
+        row.disabled_reason = None
+        row.failing_since = None
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_SUBSCRIPTION_UPDATED,
+        subject_type="WebhookSubscription",
+        subject_id=row.id,
+        data={**_subscription_data(row), "changed": sorted(_camel(k) for k in changed)},
+    )
+    return row
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+async def rotate_signing_secret(
+    sessions: TenantSessions,
+    ctx: ActionContext,
+    *,
+    vault: SecretStore,
+    subscription_id: str,
+    now: datetime | None = None,
+) -> WebhookSubscription:
+    """A new ``whsec_`` version of the subscription's secret; the version it replaces keeps
+    signing alongside for 24 h (receivers may accept either while they update)."""
+    async with sessions.read() as session:
+        row = await _get_subscription(session, subscription_id)
+        ref = parse_secret_ref(row.signing_secret_ref, field="input.id")
+        expected_version = row.version
+    props = await vault.set_secret(
+        ref.name, generate_secret(), content_type="whsec", tags={TENANT_TAG: ctx.tenant_id}
+    )
+    at = now or utcnow()
+    async with sessions.write() as session:
+        row = await _get_subscription(session, subscription_id)
+        _check_version(row, expected_version)
+        previous = row.signing_secret_version
+        row.previous_signing_secret_version = previous
+        row.previous_secret_valid_until = at + SECRET_OVERLAP
+        row.signing_secret_version = props.version
+        await session.flush()
+        emit_event(
+            session,
+            ctx,
+            type=EventType.WEBHOOK_SIGNING_SECRET_ROTATED,
+            subject_type="WebhookSubscription",
+            subject_id=row.id,
+            data={
+                "signingSecretRef": row.signing_secret_ref,
+                "newVersion": props.version,
+                "previousVersion": previous,
+                "previousValidUntil": row.previous_secret_valid_until.isoformat(),
+            },
+        )
+    return row
+
+
+async def replay_delivery(
+    session: AsyncSession, ctx: ActionContext, *, delivery_id: str
+) -> WebhookDelivery:
+    original = None
+    if type_of(delivery_id) == "WebhookDelivery":
+        original = await DeliveryRepository(session).get(delivery_id)
+    if original is None:
+        raise UserInputError("no such delivery", field="input.deliveryId", code="NOT_FOUND")
+    if original.direction is not DeliveryDirection.OUTBOUND or original.subscription_id is None:
+        raise UserInputError(
+            "only outbound deliveries can be replayed (an inbound delivery has no receiver)",
+            field="input.deliveryId",
+            code="NOT_REPLAYABLE",
+        )
+    subscription = await SubscriptionRepository(session).get(original.subscription_id)
+    if subscription is None or not subscription.active:
+        raise UserInputError(
+            "the delivery's subscription is not active; re-activate it first",
+            field="input.deliveryId",
+            code="SUBSCRIPTION_INACTIVE",
+        )
+    replay = WebhookDelivery(
+        id=new_id("WebhookDelivery"),
+        tenant_id=ctx.tenant_id,
+        direction=DeliveryDirection.OUTBOUND,
+        subscription_id=original.subscription_id,
+        event_type=original.event_type,
+        event_id=original.event_id,
+        message_id=original.message_id,
+        status=DeliveryStatus.PENDING,
+        signature_status=SignatureStatus.NOT_APPLICABLE,
+        payload=original.payload,
+        headers={},
+        next_attempt_at=utcnow(),
+        replay_of_id=original.id,
+    )
+    session.add(replay)
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_DELIVERY_REPLAYED,
+        subject_type="WebhookDelivery",
+        subject_id=replay.id,
+        data={
+            "replayOf": original.id,
+            "subscriptionId": original.subscription_id,
+            "messageId": original.message_id,
+            "eventType": original.event_type,
+        },
+    )
+    return replay
+
+
+# --- Reads -------------------------------------------------------------------------------
+
+
+async def list_subscriptions(
+    session: AsyncSession, flt: SubscriptionFilter, page: PageRequest
+) -> Page[WebhookSubscription]:
+    if flt.event_type is not None:
+        errors = ValidationErrors()
+        _check_event_type(errors, "filter.eventType", flt.event_type)
+        errors.raise_any()
+    return await SubscriptionRepository(session).search(flt, page)
+
+
+async def list_deliveries(
+    session: AsyncSession, flt: DeliveryFilter, page: PageRequest
+) -> Page[WebhookDelivery]:
+    return await DeliveryRepository(session).search(flt, page)
+
+
+async def egress_audit(
+    session: AsyncSession, subscription_id: str, page: PageRequest
+) -> Page[WebhookDeliveryAttempt]:
+    return await AttemptRepository(session).egress_page(subscription_id, page)
+
+
+async def attempts_for_deliveries(
+    session: AsyncSession, delivery_ids: Sequence[str]
+) -> dict[str, list[WebhookDeliveryAttempt]]:
+    return await AttemptRepository(session).for_deliveries(delivery_ids)
+
+
+# --- Fan-out (the outbox relay's sink) ---------------------------------------------------
+
+
+class WebhookFanout:
+    """Turns each committed event into deliveries for the tenant's matching subscriptions,
+    in the relay's transaction (so a delivery exists iff its event was marked published)."""
+
+    def __init__(self, wake: Callable[[], None] | None = None) -> None:
+        self._wake = wake
+
+    async def __call__(self, session: AsyncSession, envelope: EventEnvelope) -> None:
+        subscriptions = await SubscriptionRepository(session).matching(
+            envelope.tenant_id, envelope.type
+        )
+        if not subscriptions:
+            return
+        repo = DeliveryRepository(session)
+        done = await repo.fanned_out(envelope.tenant_id, envelope.id)
+        # A failure of a subscription's own delivery is not sent to that subscription: a
+        # failing '*' endpoint would otherwise feed itself forever.
+        own = None
+        delivery_id = envelope.data.get("deliveryId")
+        if envelope.type == EventType.INTEGRATION_FAILURE_RAISED and isinstance(delivery_id, str):
+            source = await repo.get(delivery_id)
+            own = source.subscription_id if source is not None else None
+        payload = envelope.to_json()
+        now = utcnow()
+        added = 0
+        for sub in subscriptions:
+            if sub.id in done or sub.id == own:
+                continue
+            session.add(
+                WebhookDelivery(
+                    id=new_id("WebhookDelivery"),
+                    tenant_id=envelope.tenant_id,
+                    direction=DeliveryDirection.OUTBOUND,
+                    subscription_id=sub.id,
+                    event_type=envelope.type,
+                    event_id=envelope.id,
+                    message_id=envelope.id,
+                    status=DeliveryStatus.PENDING,
+                    signature_status=SignatureStatus.NOT_APPLICABLE,
+                    payload=payload,
+                    headers={},
+                    next_attempt_at=now,
+                )
+            )
+            added += 1
+        if added:
+            await session.flush()
+            if self._wake is not None:
+                sa_event.listen(
+                    session.sync_session, "after_commit", lambda _s: self._wake_now(), once=True
+                )
+
+    def _wake_now(self) -> None:
+        if self._wake is not None:
+            self._wake()
+
+
+# --- Attempt outcomes (the dispatcher) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one outbound HTTP exchange did. ``status`` is None when no answer came."""
+
+    started_at: datetime
+    url_host: str | None
+    address: str | None
+    status: int | None
+    latency_ms: float
+    excerpt: str | None
+    error: str | None
+    category: FailureCategory | None  # None: success
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status <= 299
+
+
+def classify(status: int) -> FailureCategory | None:
+    if 200 <= status <= 299:
+        return None
+    if 300 <= status <= 399:
+        return FailureCategory.CONFIGURATION
+    if status == 401:
+        return FailureCategory.AUTHENTICATION
+    if status == 403:
+        return FailureCategory.AUTHORIZATION
+    if status == 408:
+        return FailureCategory.TIMEOUT
+    if status == 429:
+        return FailureCategory.RATE_LIMITED
+    if status >= 500:
+        return FailureCategory.SERVER_ERROR
+    return FailureCategory.CLIENT_ERROR
+
+
+def next_delay(
+    schedule: Sequence[int], failures: int, *, rng: random.Random, retry_after: float | None
+) -> float | None:
+    """Seconds until the next attempt after ``failures`` failed attempts, or None when the
+    schedule is spent. ±20 % jitter; never sooner than ``Retry-After``."""
+    if failures > len(schedule):
+        return None
+    base = float(schedule[failures - 1])
+    delay = base * (1 + rng.uniform(-JITTER, JITTER))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+    return max(delay, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptPolicy:
+    default_schedule: Sequence[int]
+    disable_after: timedelta
+    rng: random.Random
+
+
+async def apply_attempt(
+    session: AsyncSession,
+    delivery: WebhookDelivery,
+    subscription: WebhookSubscription | None,
+    result: AttemptResult,
+    policy: AttemptPolicy,
+    *,
+    now: datetime,
+    url: str | None,
+) -> None:
+    """Record one attempt and move the delivery (and its subscription) on. ``session`` is a
+    system-scope transaction; events are emitted for the delivery's tenant."""
+    ctx = ActionContext.system(delivery.tenant_id)
+    number = await AttemptRepository(session).next_number(delivery.id)
+    session.add(
+        WebhookDeliveryAttempt(
+            id=new_id("WebhookDeliveryAttempt"),
+            tenant_id=delivery.tenant_id,
+            delivery_id=delivery.id,
+            subscription_id=delivery.subscription_id,
+            number=number,
+            attempted_at=result.started_at,
+            url=url,
+            resolved_address=result.address,
+            http_status=result.status,
+            latency_ms=result.latency_ms,
+            response_excerpt=result.excerpt,
+            error=(result.error or None) and result.error[:MAX_ERROR_CHARS],
+            error_category=result.category,
+        )
+    )
+    delivery.attempt_count = number
+    delivery.lease_until = None
+    if result.ok:
+        delivery.status = DeliveryStatus.SUCCEEDED
+        delivery.finished_at = now
+        delivery.next_attempt_at = None
+        if subscription is not None and subscription.failing_since is not None:
+            subscription.failing_since = None
+        await session.flush()
+        return
+
+    gone = result.status == 410
+    schedule = (
+        subscription.retry_schedule
+        if subscription is not None and subscription.retry_schedule
+        else policy.default_schedule
+    )
+    delay = (
+        None
+        if gone
+        else next_delay(schedule, number, rng=policy.rng, retry_after=result.retry_after)
+    )
+    if subscription is not None and subscription.failing_since is None:
+        subscription.failing_since = now
+    if delay is not None and (subscription is None or subscription.active):
+        delivery.status = DeliveryStatus.RETRYING
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+    else:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.finished_at = now
+        delivery.next_attempt_at = None
+    await session.flush()
+
+    if subscription is not None and subscription.active:
+        reason = None
+        if gone:
+            reason = "the receiver answered 410 Gone"
+        elif subscription.failing_since is not None and (
+            now - subscription.failing_since >= policy.disable_after
+        ):
+            reason = (
+                "deliveries failed continuously for "
+                f"{policy.disable_after.total_seconds() / 3600:g} h"
+            )
+        if reason is not None:
+            await disable_subscription(session, ctx, subscription, reason)
+            if delivery.status is DeliveryStatus.RETRYING:
+                delivery.status = DeliveryStatus.FAILED
+                delivery.finished_at = now
+                delivery.next_attempt_at = None
+
+    if delivery.status is DeliveryStatus.FAILED:
+        await raise_failure(
+            session,
+            ctx,
+            category=result.category or FailureCategory.UNKNOWN,
+            message=f"webhook delivery to {result.url_host or 'the endpoint'} failed after "
+            f"{number} attempt(s): {result.error or 'no detail'}",
+            connection_id=delivery.connection_id,
+            delivery_id=delivery.id,
+        )
+
+
+async def disable_subscription(
+    session: AsyncSession, ctx: ActionContext, subscription: WebhookSubscription, reason: str
+) -> None:
+    subscription.active = False
+    subscription.disabled_reason = reason
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_SUBSCRIPTION_DISABLED,
+        subject_type="WebhookSubscription",
+        subject_id=subscription.id,
+        data={"reason": reason, "endpointHost": _host(subscription.endpoint_url)},
+    )
+
+
+async def abandon(
+    session: AsyncSession, delivery: WebhookDelivery, reason: str, *, now: datetime
+) -> None:
+    """A delivery whose subscription is gone or inactive stops without another request."""
+    delivery.status = DeliveryStatus.FAILED
+    delivery.finished_at = now
+    delivery.next_attempt_at = None
+    delivery.lease_until = None
+    await session.flush()
+    await raise_failure(
+        session,
+        ActionContext.system(delivery.tenant_id),
+        category=FailureCategory.CONFIGURATION,
+        message=f"webhook delivery abandoned: {reason}",
+        connection_id=delivery.connection_id,
+        delivery_id=delivery.id,
+    )

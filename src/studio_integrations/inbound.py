@@ -1,0 +1,298 @@
+"""``POST /webhooks/inbound/{connectionId}``: webhooks providers send us (DESIGN §7).
+
+Not behind the bearer-token gateway: a provider authenticates by signing with the secret
+named by the connection's ``inboundSigningSecretRef`` (Standard Webhooks: ``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``; ``domain.signing``). In order:
+
+1. The body is read up to ``STUDIO_WEBHOOK_INBOUND_MAX_BYTES`` (256 KiB); more is refused
+   with 413 whichever connection is named (recorded, unverified, for a live connection).
+2. An id that is not a live connection (unknown, another tenant's — ids are global, so it
+   cannot be told apart — or retired) answers exactly like a bad signature: 401, same body.
+   Nothing is recorded (there is no tenant to record it for).
+3. The signature is checked; a timestamp more than 5 minutes from now fails too. Every
+   delivery to a live connection is recorded with its signature status (VALID, INVALID,
+   MISSING) and one attempt (our answer's status and latency), accepted or not; a rejected
+   one also records an ``IntegrationFailure`` (SIGNATURE).
+4. A valid message whose ``webhook-id`` this connection already accepted answers 200 again
+   and records nothing new (providers retry; de-duplication makes that safe).
+5. Accepted: 200 with the delivery id, and ``InboundWebhookReceived`` (actor: the connection,
+   kind SERVICE) carrying the payload, so outbound subscriptions can forward it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from studio_integrations.domain.context import ActionContext, Actor
+from studio_integrations.domain.enums import (
+    ActorKind,
+    ConnectionStatus,
+    DeliveryDirection,
+    DeliveryStatus,
+    FailureCategory,
+    SignatureStatus,
+)
+from studio_integrations.domain.failures import raise_failure
+from studio_integrations.domain.signing import Verdict, verify
+from studio_integrations.events.envelope import EventType
+from studio_integrations.events.outbox import emit_event
+from studio_integrations.events.trace import trace_id_from
+from studio_integrations.ids import new_id, type_of
+from studio_integrations.persistence.db import TenantScope
+from studio_integrations.persistence.models import (
+    IntegrationConnection,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+)
+from studio_integrations.persistence.types import utcnow
+from studio_integrations.persistence.webhooks import DeliveryRepository
+from studio_integrations.services import Services
+from studio_integrations.vault.base import parse_secret_ref
+
+log = logging.getLogger(__name__)
+
+REJECTED = {"error": "signature verification failed"}
+TOO_LARGE = {"error": "payload too large"}
+MAX_EVENT_PAYLOAD_BYTES = 64 * 1024
+KEPT_HEADERS = ("webhook-id", "webhook-timestamp", "content-type", "user-agent")
+MAX_HEADER_CHARS = 500
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: SignatureStatus
+    accepted: bool
+    http_status: int
+    error: str | None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _event_type(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return "unknown"
+    value = doc.get("type") if isinstance(doc, dict) else None
+    return value[:100] if isinstance(value, str) and value else "unknown"
+
+
+def _payload_data(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_EVENT_PAYLOAD_BYTES:
+        return {"payloadOmitted": True}
+    try:
+        return {"payload": json.loads(body)}
+    except ValueError:
+        return {"payload": body.decode("utf-8", errors="replace")}
+
+
+async def inbound_webhook(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    started = time.perf_counter()
+    received_at = utcnow()
+    limit = services.settings.webhook_inbound_max_bytes
+    too_large = False
+    try:
+        body = await _read_body(request, limit)
+    except _TooLarge:
+        body, too_large = b"", True
+    except ClientDisconnect:
+        return JSONResponse({"error": "incomplete body"}, status_code=400)
+
+    connection_id = request.path_params["connection_id"]
+    connection = None
+    if type_of(connection_id) == "IntegrationConnection":
+        async with services.db.session(TenantScope.system_scope(), background=True) as session:
+            connection = await session.get(IntegrationConnection, connection_id)
+    if connection is None or connection.status is ConnectionStatus.RETIRED:
+        return JSONResponse(
+            TOO_LARGE if too_large else REJECTED, status_code=413 if too_large else 401
+        )
+
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if too_large:
+        # Unread, so unverified: recorded as MISSING or INVALID, never VALID.
+        signed = "webhook-signature" in headers
+        outcome = _Outcome(
+            SignatureStatus.INVALID if signed else SignatureStatus.MISSING,
+            False,
+            413,
+            f"the body is larger than {limit} bytes",
+        )
+    else:
+        outcome = await _verify(services, connection, headers, body)
+    message_id = (headers.get("webhook-id") or "")[:200] or new_id("WebhookDelivery")
+    scope = TenantScope.of(connection.tenant_id)
+    ctx = ActionContext(
+        tenant_id=connection.tenant_id,
+        actor=Actor(subject=connection.id, kind=ActorKind.SERVICE, name=connection.name),
+        trace_id=trace_id_from(headers.get("traceparent")),
+    )
+    kept = {k: headers[k][:MAX_HEADER_CHARS] for k in KEPT_HEADERS if k in headers}
+    event_type = _event_type(body)
+
+    delivery: WebhookDelivery | None = None
+    duplicate_of: str | None = None
+    try:
+        async with services.db.transaction(scope) as session:
+            if outcome.accepted:
+                existing = await DeliveryRepository(session).accepted_inbound(
+                    connection.id, message_id
+                )
+                if existing is not None:
+                    duplicate_of = existing.id
+            if duplicate_of is None:
+                delivery = await _record(
+                    session,
+                    ctx,
+                    connection,
+                    outcome,
+                    message_id,
+                    event_type,
+                    body,
+                    kept,
+                    received_at,
+                    started,
+                )
+    except IntegrityError:
+        # A concurrent request accepted the same message id first.
+        async with services.db.session(scope) as session:
+            existing = await DeliveryRepository(session).accepted_inbound(connection.id, message_id)
+        duplicate_of = existing.id if existing is not None else None
+        delivery = None
+    if duplicate_of is not None:
+        return JSONResponse({"status": "duplicate", "deliveryId": duplicate_of}, status_code=200)
+    if delivery is not None:
+        await services.webhook_feed.publish(delivery)
+    if not outcome.accepted:
+        answer = TOO_LARGE if outcome.http_status == 413 else REJECTED
+        return JSONResponse(answer, status_code=outcome.http_status)
+    assert delivery is not None
+    return JSONResponse({"status": "accepted", "deliveryId": delivery.id}, status_code=200)
+
+
+async def _verify(
+    services: Services,
+    connection: IntegrationConnection,
+    headers: dict[str, str],
+    body: bytes,
+) -> _Outcome:
+    if not connection.inbound_signing_secret_ref:
+        return _Outcome(
+            SignatureStatus.INVALID, False, 401, "the connection has no inbound signing secret"
+        )
+    try:
+        ref = parse_secret_ref(connection.inbound_signing_secret_ref)
+        secret = (await services.vault.get_secret(ref.name, ref.version)).value
+    except Exception as exc:
+        log.warning("inbound webhook: signing secret unavailable (%s)", type(exc).__name__)
+        return _Outcome(
+            SignatureStatus.INVALID, False, 401, "the inbound signing secret is unavailable"
+        )
+    verdict = verify(secret, headers, body, now=time.time())
+    if verdict is Verdict.VALID:
+        return _Outcome(SignatureStatus.VALID, True, 200, None)
+    if verdict is Verdict.MISSING:
+        return _Outcome(SignatureStatus.MISSING, False, 401, "signature headers are missing")
+    if verdict is Verdict.STALE:
+        return _Outcome(
+            SignatureStatus.INVALID, False, 401, "timestamp is more than 5 minutes from now"
+        )
+    return _Outcome(SignatureStatus.INVALID, False, 401, "signature does not match")
+
+
+async def _record(
+    session: Any,
+    ctx: ActionContext,
+    connection: IntegrationConnection,
+    outcome: _Outcome,
+    message_id: str,
+    event_type: str,
+    body: bytes,
+    headers: dict[str, str],
+    received_at: Any,
+    started: float,
+) -> WebhookDelivery:
+    delivery = WebhookDelivery(
+        id=new_id("WebhookDelivery"),
+        tenant_id=connection.tenant_id,
+        direction=DeliveryDirection.INBOUND,
+        connection_id=connection.id,
+        event_type=event_type,
+        message_id=message_id,
+        status=DeliveryStatus.SUCCEEDED if outcome.accepted else DeliveryStatus.FAILED,
+        signature_status=outcome.status,
+        payload=body.decode("utf-8", errors="replace"),
+        headers=headers,
+        attempt_count=1,
+        finished_at=received_at,
+    )
+    session.add(delivery)
+    await session.flush()
+    session.add(
+        WebhookDeliveryAttempt(
+            id=new_id("WebhookDeliveryAttempt"),
+            tenant_id=connection.tenant_id,
+            delivery_id=delivery.id,
+            number=1,
+            attempted_at=received_at,
+            http_status=outcome.http_status,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            error=outcome.error,
+            error_category=None if outcome.accepted else _category(outcome),
+        )
+    )
+    if outcome.accepted:
+        emit_event(
+            session,
+            ctx,
+            type=EventType.INBOUND_WEBHOOK_RECEIVED,
+            subject_type="WebhookDelivery",
+            subject_id=delivery.id,
+            data={
+                "deliveryId": delivery.id,
+                "connectionId": connection.id,
+                "messageId": message_id,
+                "eventType": event_type,
+                **_payload_data(body),
+            },
+        )
+    else:
+        await raise_failure(
+            session,
+            ctx,
+            category=_category(outcome),
+            message=f"inbound webhook rejected: {outcome.error}",
+            connection_id=connection.id,
+            delivery_id=delivery.id,
+        )
+    await session.flush()
+    return delivery
+
+
+def _category(outcome: _Outcome) -> FailureCategory:
+    return FailureCategory.CLIENT_ERROR if outcome.http_status == 413 else FailureCategory.SIGNATURE
