@@ -27,6 +27,7 @@ from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
 from studio_integrations.events.trace import trace_id_from
 from studio_integrations.inbound import inbound_webhook
+from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/graphql", gateway, methods=["GET", "POST"]),
+            Route(ROTATE_PATH, route_app(services), methods=["POST"]),
             WebSocketRoute("/graphql", gateway),
             # Providers authenticate by signature, not by bearer token (see ``inbound``).
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
-from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.domain.provider_calls import ProviderCaller
+from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
@@ -19,6 +20,7 @@ from studio_integrations.settings import Settings
 from studio_integrations.vault.base import SecretStore
 from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.outbox_relay import OutboxRelay
+from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from studio_integrations.workers.webhook_dispatcher import DeliveryFeed, WebhookDispatcher
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class Services:
     # of delivery status changes.
     webhook_dispatcher: WebhookDispatcher
     webhook_feed: DeliveryFeed
+    # The credential rotation scheduler, made by ``start()`` (it needs a running loop).
+    rotation_scheduler: RotationScheduler | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -102,6 +106,14 @@ class Services:
         await self.bus.connect()
         self.db.session_info[WAKE_KEY] = self.relay.wake
         self.relay.start()
+        self.rotation_scheduler = RotationScheduler(
+            self.db,
+            self.vault,
+            self.provider_caller,
+            interval_seconds=self.settings.rotation_scheduler_interval_seconds,
+            lease=timedelta(seconds=self.settings.rotation_lease_seconds),
+        )
+        self.rotation_scheduler.start()
         await self.webhook_feed.connect()
         self.webhook_dispatcher.start()
 
@@ -109,6 +121,11 @@ class Services:
         """Stop workers, then close connections. Each step is bounded: a stuck dependency
         must not keep the process from shutting down."""
         await self.relay.stop()
+        if self.rotation_scheduler is not None:
+            try:
+                await asyncio.wait_for(self.rotation_scheduler.stop(), SHUTDOWN_STEP_SECONDS)
+            except Exception:
+                log.warning("rotation scheduler did not stop cleanly", exc_info=True)
         await self.webhook_dispatcher.stop()
         steps = [
             self.bus.disconnect(),

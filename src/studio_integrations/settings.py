@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
 
     probe_interval_seconds: float = Field(default=60, gt=0)
+    # Credential rotation: how often the scheduler looks for due rotations and expiries, and how
+    # long a rotation's claim lasts before a later run resolves it as abandoned.
+    rotation_scheduler_interval_seconds: float = Field(default=300, gt=0)
+    rotation_lease_seconds: float = Field(default=600, gt=0)
     webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     # A subscription failing continuously this long is disabled (DESIGN §7: 5 days).
     webhook_disable_after_seconds: float = Field(default=5 * 24 * 3600, gt=0)

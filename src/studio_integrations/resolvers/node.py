@@ -19,6 +19,7 @@ from studio_integrations.ids import type_of
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.persistence.models import Base
 from studio_integrations.persistence.models import Credential as CredentialRow
+from studio_integrations.persistence.models import CredentialRotation as RotationRow
 from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
 from studio_integrations.persistence.models import IntegrationConnection as ConnectionRow
 from studio_integrations.persistence.models import IntegrationRun as RunRow
@@ -31,6 +32,7 @@ from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import Credential
 from studio_integrations.schema.providers import ExternalApiClient, Provider
 from studio_integrations.schema.relay import Node
+from studio_integrations.schema.rotation import CredentialRotation
 from studio_integrations.schema.webhooks import WebhookDelivery, WebhookSubscription
 
 
@@ -55,6 +57,10 @@ register_node(
     NodeType(Scope.PROVIDERS_READ, ExternalApiClientRow, ExternalApiClient.from_row),
 )
 register_node("Credential", NodeType(Scope.CREDENTIALS_READ, CredentialRow, Credential.from_row))
+register_node(
+    "CredentialRotation",
+    NodeType(Scope.CREDENTIALS_READ, RotationRow, CredentialRotation.from_row),
+)
 register_node(
     "IntegrationConnection",
     NodeType(Scope.CONNECTIONS_READ, ConnectionRow, IntegrationConnection.from_row),

@@ -32,6 +32,11 @@ from studio_integrations.resolvers.providers import (
     resolve_capability_matrix,
     resolve_providers,
 )
+from studio_integrations.resolvers.rotation import (
+    resolve_credential_expiry_alerts,
+    rotate_credential,
+    set_rotation_policy,
+)
 from studio_integrations.resolvers.webhooks import (
     create_webhook_subscription,
     replay_webhook_delivery,
@@ -67,6 +72,12 @@ from studio_integrations.schema.providers import (
     RegisterProviderPayload,
 )
 from studio_integrations.schema.relay import Node
+from studio_integrations.schema.rotation import (
+    CredentialExpiryAlert,
+    CredentialRotation,
+    RotateCredentialPayload,
+    SetRotationPolicyPayload,
+)
 from studio_integrations.schema.viewer import Viewer
 from studio_integrations.schema.webhooks import (
     CreateWebhookSubscriptionPayload,
@@ -141,6 +152,15 @@ class Query:
         description=(
             "The tenant's credentials (references and metadata, never values), newest first. "
             "Requires `credentials:read`."
+        ),
+    )
+
+    credential_expiry_alerts: list[CredentialExpiryAlert] | None = strawberry.field(
+        resolver=resolve_credential_expiry_alerts,
+        extensions=requires(Scope.CREDENTIALS_READ),
+        description=(
+            "Credentials whose expiry or rotation due date is within their warning window, "
+            "soonest first, with the days left. Requires `credentials:read`."
         ),
     )
 
@@ -221,6 +241,25 @@ class Mutation:
         ),
     )
 
+    rotate_credential: RotateCredentialPayload | None = strawberry.mutation(
+        resolver=rotate_credential,
+        extensions=requires(ACTION_SCOPES["rotateCredential"]),
+        description=(
+            "Rotate now: a new version (generated into the vault, or the newest one put there "
+            "out of band), verified against every bound connection, promoted only when all "
+            "pass. Also `POST /integrations/credentials/rotate`. Requires `credentials:rotate`."
+        ),
+    )
+
+    set_rotation_policy: SetRotationPolicyPayload | None = strawberry.mutation(
+        resolver=set_rotation_policy,
+        extensions=requires(ACTION_SCOPES["setRotationPolicy"]),
+        description=(
+            "How often a credential is rotated and how many days ahead expiry and due "
+            "rotation are warned about. Requires `credentials:write`."
+        ),
+    )
+
     create_webhook_subscription: CreateWebhookSubscriptionPayload | None = strawberry.mutation(
         resolver=create_webhook_subscription,
         extensions=requires(ACTION_SCOPES["createWebhookSubscription"]),
@@ -285,6 +324,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         types=[
+            CredentialRotation,
             AuditEvent,
             Provider,
             ExternalApiClient,

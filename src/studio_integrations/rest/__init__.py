@@ -1,0 +1,1 @@
+"""Plain HTTP aliases of GraphQL operations, for callers that cannot speak GraphQL."""
