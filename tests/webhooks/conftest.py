@@ -200,9 +200,7 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def hand_dispatcher(
-    services: Services, clock: Clock, **over: Any
-) -> WebhookDispatcher:
+def hand_dispatcher(services: Services, clock: Clock, **over: Any) -> WebhookDispatcher:
     """A dispatcher the test drives with ``dispatch_once`` (the background one is stopped)."""
     options: dict[str, Any] = {
         "allow_loopback": True,

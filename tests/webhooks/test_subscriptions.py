@@ -123,9 +123,7 @@ async def test_bad_input_writes_nothing_and_names_every_field(
     assert await webhook_counts(server.services) == before
 
 
-async def test_update_and_toggle(
-    server: LiveServer, http: httpx.AsyncClient, token: str
-) -> None:
+async def test_update_and_toggle(server: LiveServer, http: httpx.AsyncClient, token: str) -> None:
     sub = await create_subscription(http, token, ENDPOINT)
     data = await ok(
         http,
