@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         allowed_origins=settings.allowed_origins,
         keep_alive=True,
-        keep_alive_interval=15,
+        keep_alive_interval=settings.ws_keep_alive_seconds,
     )
     gateway = GraphQLGateway(graphql_app, services.verifier)
 

@@ -11,14 +11,18 @@ from datetime import timedelta
 import httpx
 
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
+from studio_integrations.domain.failures import ESCALATION_THRESHOLD_KEY
+from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
 from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
+from studio_integrations.subscriptions.hub import FanoutHub
 from studio_integrations.vault.base import SecretStore
 from studio_integrations.vault.factory import make_secret_store
+from studio_integrations.workers.health_prober import HealthProber
 from studio_integrations.workers.outbox_relay import OutboxRelay
 from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from studio_integrations.workers.webhook_dispatcher import DeliveryFeed, WebhookDispatcher
@@ -59,6 +63,9 @@ class Services:
     # of delivery status changes.
     webhook_dispatcher: WebhookDispatcher
     webhook_feed: DeliveryFeed
+    # External health: the prober and the subscriptions' fan-out hub, made by ``start()``.
+    health_prober: HealthProber | None = None
+    hub: FanoutHub | None = None
     # The credential rotation scheduler, made by ``start()`` (it needs a running loop).
     rotation_scheduler: RotationScheduler | None = None
 
@@ -116,6 +123,23 @@ class Services:
         self.rotation_scheduler.start()
         await self.webhook_feed.connect()
         self.webhook_dispatcher.start()
+        self._start_health()
+
+    def _start_health(self) -> None:
+        policy = HealthPolicy.from_settings(self.settings)
+        self.db.session_info[POLICY_KEY] = policy
+        self.db.session_info[ESCALATION_THRESHOLD_KEY] = self.settings.failure_escalation_threshold
+        self.hub = FanoutHub(self.bus, queue_size=self.settings.subscription_queue_size)
+        self.health_prober = HealthProber(
+            self.db,
+            self.vault,
+            self.provider_caller,
+            interval=self.settings.probe_interval_seconds,
+            timeout=self.settings.probe_timeout_seconds,
+            concurrency=self.settings.probe_concurrency,
+            policy=policy,
+        )
+        self.health_prober.start()
 
     async def stop(self) -> None:
         """Stop workers, then close connections. Each step is bounded: a stuck dependency
@@ -126,6 +150,13 @@ class Services:
                 await asyncio.wait_for(self.rotation_scheduler.stop(), SHUTDOWN_STEP_SECONDS)
             except Exception:
                 log.warning("rotation scheduler did not stop cleanly", exc_info=True)
+        if self.health_prober is not None:
+            await self.health_prober.stop(SHUTDOWN_STEP_SECONDS)
+        if self.hub is not None:
+            try:
+                await asyncio.wait_for(self.hub.close(), SHUTDOWN_STEP_SECONDS)
+            except Exception:
+                log.warning("subscription hub did not close cleanly", exc_info=True)
         await self.webhook_dispatcher.stop()
         steps = [
             self.bus.disconnect(),

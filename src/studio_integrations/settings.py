@@ -44,6 +44,20 @@ class Settings(BaseSettings):
     # long a rotation's claim lasts before a later run resolves it as abandoned.
     rotation_scheduler_interval_seconds: float = Field(default=300, gt=0)
     rotation_lease_seconds: float = Field(default=600, gt=0)
+    # External health (DESIGN §8): the prober, the circuit breaker, the rolling window.
+    probe_timeout_seconds: float = Field(default=5, gt=0)
+    probe_concurrency: int = Field(default=10, ge=1)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    circuit_minimum_calls: int = Field(default=10, ge=1)
+    circuit_half_open_seconds: float = Field(default=30, gt=0)
+    health_window_seconds: float = Field(default=300, gt=0)
+    health_degraded_error_rate: float = Field(default=0.1, gt=0, le=1)
+    failure_escalation_threshold: int = Field(default=5, ge=1)
+    # Live subscriptions: events a subscriber may lag behind before it is dropped, and the
+    # graphql-transport-ws keep-alive ping interval.
+    subscription_queue_size: int = Field(default=256, ge=1)
+    ws_keep_alive_seconds: float = Field(default=15, gt=0)
     webhook_retry_schedule: Annotated[tuple[int, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
     # A subscription failing continuously this long is disabled (DESIGN §7: 5 days).
     webhook_disable_after_seconds: float = Field(default=5 * 24 * 3600, gt=0)

@@ -65,6 +65,7 @@ from studio_integrations.domain.enums import (
     RunStatus,
 )
 from studio_integrations.domain.failures import raise_failure
+from studio_integrations.domain.health import observe_run
 from studio_integrations.domain.provider_calls import (
     AuthScheme,
     CallOutcome,
@@ -431,6 +432,7 @@ async def record_run(
             connection_id=connection_id,
             run_id=run.id,
         )
+    await observe_run(session, ctx, run)  # every run is a health signal (domain.health)
     return run
 
 

@@ -4,6 +4,15 @@ and an ``IntegrationFailureRaised`` event, in the transaction that records the r
 ``raise_failure`` is the one place failures are written; runs (``domain.connections``),
 rotations and webhook deliveries call it. Failures of one connection and category share a
 ``group_key`` so the feed can group them.
+
+Grouping and escalation: every failure is its own row (it links its originating run or
+delivery); the unresolved rows of one ``group_key`` are a group, and each new row carries
+the group's count so far (``occurrences``) and first time (``first_seen_at``). The failure
+that brings a group to the escalation threshold (``STUDIO_FAILURE_ESCALATION_THRESHOLD``,
+5) marks the whole group ESCALATED, and so is every later one of that group; its
+``IntegrationFailureRaised`` carries ``escalation: ESCALATED`` and ``escalated: true``. When
+the connection recovers (its health is HEALTHY again, ``domain.health``), its groups are
+RESOLVED; the next failure starts a new group.
 """
 
 from __future__ import annotations
@@ -15,10 +24,14 @@ from studio_integrations.domain.enums import EscalationStatus, FailureCategory
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.ids import new_id
+from studio_integrations.persistence.health import FailureRepository
 from studio_integrations.persistence.models import IntegrationFailure
 from studio_integrations.persistence.types import utcnow
 
 MAX_MESSAGE_CHARS = 1000
+# ``Database.session_info`` key of the escalation threshold (set from settings at start).
+ESCALATION_THRESHOLD_KEY = "studio.failures.escalation_threshold"
+DEFAULT_ESCALATION_THRESHOLD = 5
 
 
 def group_key(connection_id: str | None, category: FailureCategory) -> str:
@@ -38,6 +51,14 @@ async def raise_failure(
     """Record a failure and emit ``IntegrationFailureRaised``. ``message`` must already be
     free of secrets (provider call outcomes are scrubbed by ``domain.provider_calls``)."""
     now = utcnow()
+    key = group_key(connection_id, category)
+    repo = FailureRepository(session)
+    earlier, first_seen = await repo.open_group(key)
+    occurrences = earlier + 1
+    threshold = int(session.info.get(ESCALATION_THRESHOLD_KEY) or DEFAULT_ESCALATION_THRESHOLD)
+    escalated = occurrences >= threshold
+    if occurrences == threshold and earlier:
+        await repo.escalate_group(key)
     failure = IntegrationFailure(
         id=new_id("IntegrationFailure"),
         tenant_id=ctx.tenant_id,
@@ -46,9 +67,10 @@ async def raise_failure(
         message=message[:MAX_MESSAGE_CHARS],
         run_id=run_id,
         delivery_id=delivery_id,
-        group_key=group_key(connection_id, category),
-        escalation_status=EscalationStatus.OPEN,
-        first_seen_at=now,
+        group_key=key,
+        occurrences=occurrences,
+        escalation_status=EscalationStatus.ESCALATED if escalated else EscalationStatus.OPEN,
+        first_seen_at=first_seen or now,
         last_seen_at=now,
     )
     session.add(failure)
@@ -66,6 +88,10 @@ async def raise_failure(
             "runId": run_id,
             "deliveryId": delivery_id,
             "escalation": failure.escalation_status.value,
+            "escalated": occurrences == threshold,
+            "groupKey": key,
+            "occurrences": occurrences,
+            "firstSeenAt": failure.first_seen_at.isoformat(),
         },
     )
     return failure

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlparse
@@ -168,6 +168,9 @@ class EventBus:
         else:
             raise ValueError(f"unsupported STUDIO_BROADCAST_URL scheme: {scheme!r}")
         self._broadcast = Broadcast(backend=backend)
+        # Set by the per-process fan-out hub, which holds the subscribers (one bus
+        # subscription per tenant channel fans out to all of them).
+        self.local_counter: Callable[[str], int] | None = None
 
     async def connect(self) -> None:
         await self._broadcast.connect()
@@ -203,7 +206,10 @@ class EventBus:
         return self._redis is None or self._redis.connected.is_set()
 
     def local_subscribers(self, tenant_id: str) -> int:
-        """Subscribers in this process for one tenant's channel (metrics and tests)."""
+        """Subscribers in this process for one tenant's channel (metrics and tests): the
+        fan-out hub's (``subscriptions.hub``) when one counts them, else broadcaster's."""
+        if self.local_counter is not None:
+            return self.local_counter(tenant_id)
         return len(self._broadcast._subscribers.get(self.channel(tenant_id), ()))
 
     async def ping(self) -> None:

@@ -22,6 +22,7 @@ from studio_integrations.persistence.models import Credential as CredentialRow
 from studio_integrations.persistence.models import CredentialRotation as RotationRow
 from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
 from studio_integrations.persistence.models import IntegrationConnection as ConnectionRow
+from studio_integrations.persistence.models import IntegrationFailure as FailureRow
 from studio_integrations.persistence.models import IntegrationRun as RunRow
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.persistence.models import WebhookDelivery as WebhookDeliveryRow
@@ -30,6 +31,7 @@ from studio_integrations.schema.audit import AuditEvent
 from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import Credential
+from studio_integrations.schema.health import IntegrationFailure
 from studio_integrations.schema.providers import ExternalApiClient, Provider
 from studio_integrations.schema.relay import Node
 from studio_integrations.schema.rotation import CredentialRotation
@@ -66,6 +68,9 @@ register_node(
     NodeType(Scope.CONNECTIONS_READ, ConnectionRow, IntegrationConnection.from_row),
 )
 register_node("IntegrationRun", NodeType(Scope.CONNECTIONS_READ, RunRow, IntegrationRun.from_row))
+register_node(
+    "IntegrationFailure", NodeType(Scope.HEALTH_READ, FailureRow, IntegrationFailure.from_row)
+)
 register_node(
     "WebhookSubscription",
     NodeType(Scope.WEBHOOKS_READ, WebhookSubscriptionRow, WebhookSubscription.from_row),

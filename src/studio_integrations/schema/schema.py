@@ -24,6 +24,10 @@ from studio_integrations.resolvers.connections import (
     update_connection,
 )
 from studio_integrations.resolvers.credentials import register_credential, resolve_credentials
+from studio_integrations.resolvers.health import (
+    resolve_external_health,
+    resolve_integration_failures,
+)
 from studio_integrations.resolvers.node import resolve_node
 from studio_integrations.resolvers.providers import (
     register_api_client,
@@ -62,6 +66,12 @@ from studio_integrations.schema.credentials import (
     RegisterCredentialPayload,
 )
 from studio_integrations.schema.extensions import schema_extensions
+from studio_integrations.schema.health import (
+    ExternalHealth,
+    HealthChange,
+    IntegrationFailure,
+    IntegrationFailureConnection,
+)
 from studio_integrations.schema.providers import (
     CapabilityMatrix,
     ExternalApiClient,
@@ -90,6 +100,10 @@ from studio_integrations.schema.webhooks import (
     WebhookSubscriptionConnection,
 )
 from studio_integrations.subscriptions.audit import subscribe_audit_events
+from studio_integrations.subscriptions.health import (
+    subscribe_health_changed,
+    subscribe_integration_failures,
+)
 from studio_integrations.subscriptions.webhooks import subscribe_webhook_delivery_updated
 
 log = logging.getLogger(__name__)
@@ -111,6 +125,24 @@ class Query:
         description=(
             "The tenant's connections, newest first unless `orderBy` says otherwise. "
             "Requires `connections:read`."
+        ),
+    )
+
+    external_health: ExternalHealth | None = strawberry.field(
+        resolver=resolve_external_health,
+        extensions=requires(Scope.HEALTH_READ),
+        description=(
+            "Every live connection's health (latency, error rate, circuit), per connection "
+            "and per provider. Requires `health:read`."
+        ),
+    )
+
+    integration_failures: IntegrationFailureConnection | None = strawberry.field(
+        resolver=resolve_integration_failures,
+        extensions=requires(Scope.HEALTH_READ),
+        description=(
+            "Failed runs and deliveries, newest first, with their escalation; `groups` counts "
+            "them per category. Requires `health:read`."
         ),
     )
 
@@ -299,6 +331,20 @@ class Subscription:
         "direction or subscription. Requires `webhooks:read`.",
     )
 
+    health_changed: AsyncGenerator[HealthChange, None] = strawberry.subscription(
+        resolver=subscribe_health_changed,
+        extensions=requires(Scope.HEALTH_READ),
+        description="Each change of a connection's health status, optionally of one connection "
+        "or provider. Requires `health:read`.",
+    )
+
+    integration_failures: AsyncGenerator[IntegrationFailure, None] = strawberry.subscription(
+        resolver=subscribe_integration_failures,
+        extensions=requires(Scope.HEALTH_READ),
+        description="Failures as they happen, optionally of one category or connection. "
+        "Requires `health:read`.",
+    )
+
     audit_events: AsyncGenerator[AuditEvent, None] = strawberry.subscription(
         resolver=subscribe_audit_events,
         extensions=requires(Scope.AUDIT_READ),
@@ -331,6 +377,7 @@ def build_schema() -> strawberry.Schema:
             Credential,
             IntegrationConnection,
             IntegrationRun,
+            IntegrationFailure,
             WebhookSubscription,
             WebhookDelivery,
         ],

@@ -1,8 +1,9 @@
 """auditEvents(types) subscription: the caller's tenant's events, as they are published.
 
 The bus channel is chosen from the caller's token, never from an argument, so a subscriber
-can only ever receive its own tenant's events. broadcaster fans one bus subscription per
-channel out to every local subscriber.
+can only ever receive its own tenant's events. The per-process fan-out hub
+(``subscriptions.hub``) fans one bus subscription per channel out to every local subscriber,
+each with a bounded queue.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import AsyncGenerator
 from studio_integrations.domain.audit import check_event_types
 from studio_integrations.schema.audit import AuditEvent
 from studio_integrations.schema.context import Info
+from studio_integrations.subscriptions.hub import tenant_events
 
 
 async def subscribe_audit_events(
@@ -19,7 +21,7 @@ async def subscribe_audit_events(
 ) -> AsyncGenerator[AuditEvent, None]:
     wanted = check_event_types(types)
     principal = info.context.require_principal()
-    async with info.context.services.bus.subscribe(principal.tenant_id) as envelopes:
+    async with tenant_events(info.context.services, principal.tenant_id) as envelopes:
         async for envelope in envelopes:
             if envelope.tenant_id != principal.tenant_id:
                 continue  # defence in depth: channels are per tenant already
