@@ -55,7 +55,7 @@ def settings(
     vault.azure.net)."""
     original = AzureKeyVaultStore.from_settings.__func__  # type: ignore[attr-defined]
 
-    def from_settings(cls: type[AzureKeyVaultStore], s: Settings, **kwargs: Any) -> Any:
+    def from_settings(cls: type[AzureKeyVaultStore], /, s: Settings, **kwargs: Any) -> Any:
         kwargs.setdefault("credential", StaticTokenCredential())
         kwargs.setdefault("verify_challenge_resource", False)
         kwargs.setdefault("connection_verify", str(standin.ca))
