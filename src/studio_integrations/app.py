@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -23,12 +25,14 @@ from studio_integrations.auth.gateway import (
     GraphQLGateway,
     SocketExpiry,
 )
+from studio_integrations.auth.limits import RequestGuard, graphql_error_response
 from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
 from studio_integrations.events.trace import trace_id_from
 from studio_integrations.inbound import inbound_webhook
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
+from studio_integrations.schema.limits import StudioTransportWSHandler
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
@@ -36,10 +40,29 @@ from studio_integrations.settings import Settings
 log = logging.getLogger(__name__)
 
 
+_HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
 class StudioGraphQL(GraphQL[StudioContext, None]):
+    # Caps live operations per socket and per tenant (TOO_MANY_SUBSCRIPTIONS).
+    graphql_transport_ws_handler_class = StudioTransportWSHandler
+
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As Strawberry's, but its HTTP refusals (unknown operation name, missing query, …)
+        leave as GraphQL-shaped JSON with an ``extensions.code`` instead of plain text."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response: Response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
+            response = graphql_error_response(exc.status_code, code, exc.reason)
+        await response(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -78,14 +101,22 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     graphql_app = StudioGraphQL(
         services,
         schema=default_schema,
-        graphql_ide="graphiql" if settings.graphiql else None,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
         # graphql-transport-ws only: the legacy graphql-ws protocol had an auth bypass.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         allowed_origins=settings.allowed_origins,
         keep_alive=True,
         keep_alive_interval=settings.ws_keep_alive_seconds,
+        max_subscriptions_per_connection=None,  # StudioTransportWSHandler applies the caps
     )
-    gateway = GraphQLGateway(graphql_app, services.verifier)
+    # Authentication first (401 before anything else), then the body checks (size, media
+    # type, JSON well-formed and shallow, no batches), then Strawberry.
+    guarded = RequestGuard(
+        graphql_app,
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+    )
+    gateway = GraphQLGateway(guarded, services.verifier)
 
     async def readyz(_request: Request) -> JSONResponse:
         checks: dict[str, str] = {}

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
 
+from studio_integrations.auth.limits import (
+    MemoryRateLimiter,
+    RateLimiter,
+    SubscriptionSlots,
+    make_rate_limiter,
+)
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
 from studio_integrations.domain.failures import ESCALATION_THRESHOLD_KEY
 from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
@@ -66,6 +72,10 @@ class Services:
     # External health: the prober and the subscriptions' fan-out hub, made by ``start()``.
     health_prober: HealthProber | None = None
     hub: FanoutHub | None = None
+    # Abuse limits: rate budgets (shared through Redis when the bus is Redis) and the
+    # per-tenant count of live WebSocket operations in this process.
+    rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    subscription_slots: SubscriptionSlots = field(default_factory=SubscriptionSlots)
     # The credential rotation scheduler, made by ``start()`` (it needs a running loop).
     rotation_scheduler: RotationScheduler | None = None
 
@@ -107,6 +117,9 @@ class Services:
             provider_caller=ProviderCaller(http, allow_loopback=settings.allow_loopback_targets),
             webhook_dispatcher=dispatcher,
             webhook_feed=feed,
+            rate_limiter=make_rate_limiter(
+                settings.broadcast_url, namespace=settings.bus_namespace
+            ),
         )
 
     async def start(self) -> None:
@@ -163,6 +176,7 @@ class Services:
             self.webhook_feed.disconnect(),
             self.vault.close(),
             self.http.aclose(),
+            self.rate_limiter.aclose(),
         ]
         aclose = getattr(self.verifier, "aclose", None)
         if aclose is not None:

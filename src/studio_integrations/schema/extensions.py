@@ -23,6 +23,7 @@ from strawberry.extensions import (
 )
 
 from studio_integrations.errors import StudioError
+from studio_integrations.schema.limits import OperationLimits
 
 log = logging.getLogger("studio_integrations.errors")
 
@@ -103,5 +104,8 @@ def schema_extensions() -> list[Callable[[], SchemaExtension]]:
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        # Cost estimate, rate limits, introspection and HTTP-subscription refusals; runs
+        # after validation, before execution (settings from the context's services).
+        OperationLimits,
         ShapeErrors,
     ]
