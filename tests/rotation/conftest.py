@@ -139,13 +139,17 @@ async def register_credential(
 
 
 async def establish(
-    http: httpx.AsyncClient, world: World, credential_id: str | None = None, **over: Any
+    http: httpx.AsyncClient, the_world: World, credential_id: str | None = None, **over: Any
 ) -> str:
     data = await ok(
         http,
         ESTABLISH,
-        {"input": establish_input(world.provider_id, credential_id or world.credential_id, **over)},
-        world.token,
+        {
+            "input": establish_input(
+                the_world.provider_id, credential_id or the_world.credential_id, **over
+            )
+        },
+        the_world.token,
     )
     assert data["establishConnection"]["userErrors"] == [], data
     connection_id: str = data["establishConnection"]["connection"]["id"]

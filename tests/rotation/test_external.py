@@ -8,8 +8,8 @@ import json
 
 import httpx
 
-from tests.connections.conftest import GOOD_KEY, VERIFY_PATH
 from tests.conftest import TokenFactory
+from tests.connections.conftest import GOOD_KEY, VERIFY_PATH
 from tests.rotation.conftest import (
     AUDIT,
     CREDENTIAL,
