@@ -41,7 +41,7 @@ query ($filter: IntegrationFailureFilter, $first: Int = 20, $after: String) {
   integrationFailures(filter: $filter, first: $first, after: $after) {
     nodes {
       id category message escalation occurrences occurredAt firstSeenAt resolvedAt
-      connection { id } run { id kind status httpStatus } deliveryId
+      connection { id } run { id kind status httpStatus } deliveryId delivery { id }
     }
     pageInfo { hasNextPage endCursor }
     groups { category count escalatedCount unresolvedCount }
@@ -159,6 +159,7 @@ async def test_circuit_statuses_events_and_escalation(
         "httpStatus": 500,
     }
     assert newest["connection"] == {"id": connection_id}
+    assert (newest["deliveryId"], newest["delivery"]) == (None, None)  # a run's failure
     assert page["groups"] == [
         {"category": "SERVER_ERROR", "count": 5, "escalatedCount": 5, "unresolvedCount": 5}
     ]

@@ -7,10 +7,13 @@ lives as long as the socket, so its own loaders would answer from a stale cache)
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain import health as domain
 from studio_integrations.domain.enums import (
     CircuitState,
@@ -24,11 +27,15 @@ from studio_integrations.persistence.models import IntegrationConnection as Conn
 from studio_integrations.persistence.models import IntegrationFailure as FailureRow
 from studio_integrations.persistence.models import IntegrationRun as RunRow
 from studio_integrations.persistence.models import Provider as ProviderRow
+from studio_integrations.persistence.models import WebhookDelivery as DeliveryRow
 from studio_integrations.resolvers.loaders import Loaders
 from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.providers import Provider
 from studio_integrations.schema.relay import Connection, Node
+
+if TYPE_CHECKING:
+    from studio_integrations.schema.webhooks import WebhookDelivery
 
 
 def _loaders(own: Loaders | None, info: Info) -> Loaders:
@@ -180,6 +187,22 @@ class IntegrationFailure(Node):
             return None
         row = await _loaders(self.loaders, info).by_id(RunRow).load(str(self.run_id))
         return None if row is None else IntegrationRun.from_row(row)
+
+    @strawberry.field(
+        description="The originating webhook delivery, for delivery failures. "
+        "Requires `webhooks:read`.",
+        extensions=requires(Scope.WEBHOOKS_READ),
+    )
+    async def delivery(
+        self, info: Info
+    ) -> Annotated[WebhookDelivery, strawberry.lazy("studio_integrations.schema.webhooks")] | None:
+        from studio_integrations.schema.webhooks import WebhookDelivery
+
+        if self.delivery_id is None:
+            return None
+        loader = _loaders(self.loaders, info).by_id(DeliveryRow)
+        row = await loader.load(str(self.delivery_id))
+        return None if row is None else WebhookDelivery.from_row(row)
 
     @classmethod
     def from_row(cls, row: FailureRow) -> IntegrationFailure:
