@@ -102,29 +102,6 @@ class Credential(Node):
         rows = await loaders_of(info).rotations_by_credential.load((str(self.id), 1))
         return CredentialRotation.from_row(rows[0]) if rows else None
 
-    @strawberry.field(description="Rotations of this credential, newest first (at most 100).")
-    async def rotations(
-        self, info: Info, first: int = 10
-    ) -> list[
-        Annotated[CredentialRotation, strawberry.lazy("studio_integrations.schema.rotation")]
-    ]:
-        from studio_integrations.schema.rotation import CredentialRotation, loaders_of
-
-        limit = max(0, min(first, 100))
-        rows = await loaders_of(info).rotations_by_credential.load((str(self.id), limit))
-        return [CredentialRotation.from_row(r) for r in rows]
-
-    @strawberry.field(description="The newest rotation (running or finished), if any.")
-    async def last_rotation(
-        self, info: Info
-    ) -> (
-        Annotated[CredentialRotation, strawberry.lazy("studio_integrations.schema.rotation")] | None
-    ):
-        from studio_integrations.schema.rotation import CredentialRotation, loaders_of
-
-        rows = await loaders_of(info).rotations_by_credential.load((str(self.id), 1))
-        return CredentialRotation.from_row(rows[0]) if rows else None
-
     @strawberry.field
     def viewer_can(self, info: Info) -> CredentialViewerCan:
         principal = info.context.require_principal()
