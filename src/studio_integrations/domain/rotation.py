@@ -318,7 +318,7 @@ async def _claim(
         credential = await repo.lock_credential(target.credential_id)
         if credential is None:
             raise _not_found()
-        live = await repo.live_for(credential.id)
+        live = await repo.live_for(credential.id, lock=True)
         stale = await _resolve_stale(
             session, ctx, live, {credential.id: credential.rotation_strategy}, now
         )
@@ -362,7 +362,7 @@ async def _start_verifying(
     """PENDING → VERIFYING with the new version; the verification plans. None when the
     rotation is no longer ours (resolved as abandoned meanwhile)."""
     async with sessions.write() as session:
-        rotation = await RotationRepository(session).get(rotation_id)
+        rotation = await RotationRepository(session).get_locked(rotation_id)
         if rotation is None or rotation.status is not RotationStatus.PENDING:
             return None
         credential = await TenantRepository(session, Credential).get(rotation.credential_id)
@@ -418,6 +418,7 @@ async def _verify(
 async def _finish(
     sessions: TenantSessions,
     ctx: ActionContext,
+    credential_id: str,
     rotation_id: str,
     strategy: RotationStrategy,
     new_props: SecretProperties | None,
@@ -426,10 +427,11 @@ async def _finish(
 ) -> RotationResult:
     async with sessions.write() as session:
         repo = RotationRepository(session)
-        rotation = await repo.get(rotation_id)
-        assert rotation is not None
-        credential = await repo.lock_credential(rotation.credential_id)
+        credential = await repo.lock_credential(credential_id)
         assert credential is not None
+        # Locks in the claim's order (credential, then rotation); the sweep skips locked rows.
+        rotation = await repo.get_locked(rotation_id)
+        assert rotation is not None
         runs = [
             await record_run(
                 session,
@@ -544,9 +546,9 @@ async def rotate_credential(
                 secrets.token_urlsafe(GENERATED_SECRET_BYTES),
                 tags={TENANT_TAG: ctx.tenant_id, ROTATION_TAG: rotation.id},
             )
-        except (StudioError, OSError) as exc:
+        except Exception as exc:  # whatever the vault did, the claimed rotation is settled
             async with sessions.write() as session:
-                row = await RotationRepository(session).get(rotation.id)
+                row = await RotationRepository(session).get_locked(rotation.id)
                 credential_row = await TenantRepository(session, Credential).get(
                     target.credential_id
                 )
@@ -577,7 +579,16 @@ async def rotate_credential(
             return RotationResult(row, credential_row)
 
     results = await _verify(caller, vault, plans)
-    result = await _finish(sessions, ctx, rotation.id, target.strategy, new_props, results, clock())
+    result = await _finish(
+        sessions,
+        ctx,
+        target.credential_id,
+        rotation.id,
+        target.strategy,
+        new_props,
+        results,
+        clock(),
+    )
     if (
         target.strategy is RotationStrategy.GENERATED
         and result.rotation.status is not RotationStatus.PROMOTED

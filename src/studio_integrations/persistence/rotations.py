@@ -35,13 +35,21 @@ class RotationRepository(TenantRepository[CredentialRotation]):
         stmt = select(Credential).where(Credential.id == credential_id).with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def live_for(self, credential_id: str) -> list[CredentialRotation]:
-        """PENDING or VERIFYING rotations of one credential, whatever their lease."""
+    async def live_for(self, credential_id: str, *, lock: bool = False) -> list[CredentialRotation]:
+        """PENDING or VERIFYING rotations of one credential, whatever their lease (``lock``:
+        row-locked, so the scheduler's sweep cannot resolve them at the same time)."""
         stmt = self.select().where(
             CredentialRotation.credential_id == credential_id,
             CredentialRotation.status.in_(LIVE_STATUSES),
         )
+        if lock:
+            stmt = stmt.with_for_update()
         return list((await self.session.execute(stmt)).scalars())
+
+    async def get_locked(self, rotation_id: str) -> CredentialRotation | None:
+        """A rotation, row-locked: its status is settled by one writer at a time."""
+        stmt = self.select().where(CredentialRotation.id == rotation_id).with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def for_credentials(
         self, credential_ids: Sequence[str], limit: int
