@@ -641,6 +641,11 @@ async def apply_attempt(
     )
     delivery.attempt_count = number
     delivery.lease_until = None
+    if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+        # Another dispatcher took the delivery over (our lease had expired) and finished it
+        # first: the attempt is on record, the outcome stands.
+        await session.flush()
+        return
     if result.ok:
         delivery.status = DeliveryStatus.SUCCEEDED
         delivery.finished_at = now
