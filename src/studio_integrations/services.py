@@ -69,15 +69,15 @@ class Services:
     # of delivery status changes.
     webhook_dispatcher: WebhookDispatcher
     webhook_feed: DeliveryFeed
-    # External health: the prober and the subscriptions' fan-out hub, made by ``start()``.
-    health_prober: HealthProber | None = None
-    hub: FanoutHub | None = None
     # Abuse limits: rate budgets (shared through Redis when the bus is Redis) and the
     # per-tenant count of live WebSocket operations in this process.
     rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     subscription_slots: SubscriptionSlots = field(default_factory=SubscriptionSlots)
     # The credential rotation scheduler, made by ``start()`` (it needs a running loop).
     rotation_scheduler: RotationScheduler | None = None
+    # External health: the prober and the subscriptions' fan-out hub, made by ``start()``.
+    health_prober: HealthProber | None = None
+    hub: FanoutHub | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -158,11 +158,6 @@ class Services:
         """Stop workers, then close connections. Each step is bounded: a stuck dependency
         must not keep the process from shutting down."""
         await self.relay.stop()
-        if self.rotation_scheduler is not None:
-            try:
-                await asyncio.wait_for(self.rotation_scheduler.stop(), SHUTDOWN_STEP_SECONDS)
-            except Exception:
-                log.warning("rotation scheduler did not stop cleanly", exc_info=True)
         if self.health_prober is not None:
             await self.health_prober.stop(SHUTDOWN_STEP_SECONDS)
         if self.hub is not None:
@@ -170,6 +165,11 @@ class Services:
                 await asyncio.wait_for(self.hub.close(), SHUTDOWN_STEP_SECONDS)
             except Exception:
                 log.warning("subscription hub did not close cleanly", exc_info=True)
+        if self.rotation_scheduler is not None:
+            try:
+                await asyncio.wait_for(self.rotation_scheduler.stop(), SHUTDOWN_STEP_SECONDS)
+            except Exception:
+                log.warning("rotation scheduler did not stop cleanly", exc_info=True)
         await self.webhook_dispatcher.stop()
         steps = [
             self.bus.disconnect(),
