@@ -137,7 +137,7 @@ PROVIDER_CASES: dict[str, ProviderCase] = {
         [("input.configurationSchema", "TOO_LARGE")],
     ),
     "schema-too-deep": (
-        {"baseUrl": "https://hr.acme.example", "configurationSchema": _nested(40)},
+        {"baseUrl": "https://hr.acme.example", "configurationSchema": _nested(20)},
         [("input.configurationSchema", "TOO_LARGE")],
     ),
     "base-url-not-http": ({"baseUrl": "ftp://hr.acme.example"}, [("input.baseUrl", "INVALID_URL")]),
