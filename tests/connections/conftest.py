@@ -162,6 +162,7 @@ async def register_secret_credential(
     value: str = GOOD_KEY,
     tenant: str = "acme",
     auth_mode: str = "API_KEY",
+    strategy: str = "EXTERNAL",
 ) -> str:
     await vault.set_secret(name, value, tags={"studio-tenant": tenant})
     ref = f"{vault.vault_url}/secrets/{name}"
@@ -172,7 +173,7 @@ async def register_secret_credential(
             "input": {
                 "keyVaultRef": ref,
                 "authMode": auth_mode,
-                "rotationStrategy": "EXTERNAL",
+                "rotationStrategy": strategy,
                 "rotationPolicy": {"cadenceDays": 90, "expiryWarningDays": 14},
             }
         },
@@ -310,3 +311,18 @@ async def establish_offline(http: httpx.AsyncClient, world: World, **over: Any) 
 
 def user_errors(payload: dict[str, Any]) -> list[tuple[str | None, str, str]]:
     return [(e["field"], e["code"], e["message"]) for e in payload["userErrors"]]
+
+
+async def stop_prober(server: Any) -> None:
+    """Stop the server's health prober (when this build has one). It probes every connection
+    as soon as it is established; tests that count rows, runs, events or provider requests
+    must not race those probes."""
+    prober = getattr(server.services, "health_prober", None)
+    if prober is not None:
+        await prober.stop()
+
+
+@pytest.fixture
+async def quiet(server: Any) -> None:
+    """The `server` without its health prober (see ``stop_prober``)."""
+    await stop_prober(server)

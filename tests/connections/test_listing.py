@@ -44,6 +44,9 @@ PLAN: list[tuple[str, str, str, str]] = [
 ]
 CREATED = [name for name, *_ in PLAN]
 
+# The prober would probe the fleet and move statuses and versions under the assertions.
+pytestmark = pytest.mark.usefixtures("quiet")
+
 # Names only: a cheap query (the full CONNECTIONS document costs enough to count against the
 # expensive-query rate limit, and these tests page a lot).
 NAMES = """

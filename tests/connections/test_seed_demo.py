@@ -27,6 +27,7 @@ from studio_integrations.persistence.models import (
 )
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory
+from tests.connections.conftest import stop_prober
 from tests.support.graphql import gql
 from tests.support.live import serve
 from tests.support.rows import row_counts
@@ -115,6 +116,7 @@ async def test_seed_demo_is_idempotent_and_served(
     assert "0 secrets, 0 credentials and 0 connections created" in second_err
 
     async with serve(create_app(settings)) as live:
+        await stop_prober(live)  # it would try to reach the demo hosts
         vault = live.services.vault
         token = make_token(tenant="acme")
         async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:

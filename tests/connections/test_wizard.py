@@ -128,6 +128,8 @@ async def test_wizard_establish_test_detail_retire(
     assert [e["type"] for e in events] == [
         "IntegrationConnectionRetired",
         "IntegrationConnectionTested",
+        # The failed test is a health signal: written in its transaction, just before it.
+        "ConnectionHealthChanged",
         "IntegrationConnectionTested",
         "IntegrationConnectionEstablished",
     ]
@@ -135,6 +137,10 @@ async def test_wizard_establish_test_detail_retire(
     assert all(len(e["traceId"]) == 32 for e in events)
     assert events[1]["data"]["status"] == "FAILED"
     assert events[1]["data"]["errorCategory"] == "AUTHENTICATION"
+    # One failure in three runs: DEGRADED (error rate ≥ 10 %), the circuit still closed.
+    health = events[2]["data"]
+    assert (health["previousStatus"], health["status"]) == ("HEALTHY", "DEGRADED")
+    assert (health["circuitState"], health["runKind"]) == ("CLOSED", "TEST")
 
 
 async def test_failed_test_on_establish_leaves_no_active_connection(

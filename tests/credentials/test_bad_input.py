@@ -57,7 +57,9 @@ async def world(server: LiveServer, http: httpx.AsyncClient, make_token: TokenFa
     await put_secret(vault, "mixed", tenant="acme")
     await put_secret(vault, "globex-key", tenant="globex")
     await put_secret(vault, "untagged", tenant=None)
-    token = make_token(tenant="acme", scopes="credentials:read credentials:write audit:read connections:read")
+    token = make_token(
+        tenant="acme", scopes="credentials:read credentials:write audit:read connections:read"
+    )
     body = await gql(
         http,
         REGISTER_CREDENTIAL,
