@@ -134,3 +134,31 @@ async def test_authentication_and_body_errors(
     )
     assert response.status_code == 400
     assert await counts(db) == before
+
+
+async def test_verification_runs_answer_only_callers_who_may_read_runs(
+    server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
+) -> None:
+    """Runs are connection data (``connections:read``). A rotate-only token rotates over
+    REST and is answered without the runs; through GraphQL the field is null and FORBIDDEN
+    while the rest of the payload arrives."""
+    vault = server.services.vault
+    await establish(http, world)
+    rotator = make_token(scopes="credentials:rotate")
+
+    new = await vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
+    world.accepted.add(NEW_KEY)
+    response = await post(http, rotator, {"credentialId": world.credential_id})
+    assert response.status_code == 200, response.text
+    rotation = response.json()["rotation"]
+    assert (rotation["status"], rotation["newVersion"]) == ("PROMOTED", new.version)
+    assert "verificationRuns" not in rotation
+
+    await vault.set_secret("fake-hr-key", NEW_KEY + "-2", tags={"studio-tenant": "acme"})
+    world.accepted.add(NEW_KEY + "-2")
+    body = await gql(http, ROTATE, {"id": world.credential_id}, token=rotator)
+    assert error_codes(body) == ["FORBIDDEN"]
+    assert body["errors"][0]["path"] == ["rotateCredential", "rotation", "verificationRuns"]
+    payload = body["data"]["rotateCredential"]
+    assert payload["rotation"]["status"] == "PROMOTED"
+    assert payload["rotation"]["verificationRuns"] is None

@@ -11,6 +11,8 @@ keys). Answers (JSON):
 
 - ``200`` the mutation's payload: ``{"rotation": {…}, "credential": {…}, "userErrors": []}``;
   the rotation is PROMOTED or FAILED (a failed verification is a result, as in GraphQL).
+  ``rotation.verificationRuns`` is there when the token also has ``connections:read`` (the
+  field's own guard).
 - ``401`` no or an invalid token (the gateway's GraphQL-shaped body, ``UNAUTHENTICATED``).
 - ``403`` the token lacks ``credentials:rotate``: ``{"errors": [{message, extensions: {code:
   "FORBIDDEN"}}]}``; nothing is written.
@@ -32,6 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from studio_integrations.auth.gateway import PRINCIPAL_STATE, GraphQLGateway
+from studio_integrations.auth.scopes import Scope as ScopeName
 from studio_integrations.events.trace import trace_id_from
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema
@@ -47,12 +50,12 @@ RUN_FIELDS = """
 """
 
 ROTATE_OPERATION = f"""
-mutation RotateCredential($input: RotateCredentialInput!) {{
+mutation RotateCredential($input: RotateCredentialInput!, $runs: Boolean!) {{
   rotateCredential(input: $input) {{
     rotation {{
       id credentialId status previousVersion newVersion failureReason requestedBy
       startedAt finishedAt
-      verificationRuns {{ {RUN_FIELDS} }}
+      verificationRuns @include(if: $runs) {{ {RUN_FIELDS} }}
     }}
     credential {{
       id name keyVaultRef authMode currentVersion lastRotatedAt expiresAt rotationStrategy
@@ -126,7 +129,11 @@ class RotateEndpoint:
         )
         result = await schema.execute(
             ROTATE_OPERATION,
-            variable_values={"input": {"credentialId": credential_id}},
+            # Verification runs are connection data: answered to callers who may read them.
+            variable_values={
+                "input": {"credentialId": credential_id},
+                "runs": principal.has(ScopeName.CONNECTIONS_READ),
+            },
             context_value=context,
             operation_name="RotateCredential",
         )

@@ -176,12 +176,18 @@ class IntegrationFailure(Node):
     )
     loaders: strawberry.Private[Loaders | None] = None
 
-    @strawberry.field(description="The connection that failed.")
+    @strawberry.field(
+        description="The connection that failed. Requires `connections:read`.",
+        extensions=requires(Scope.CONNECTIONS_READ),
+    )
     async def connection(self, info: Info) -> IntegrationConnection | None:
         cid = str(self.connection_id) if self.connection_id else None
         return await _connection(self.loaders, info, cid)
 
-    @strawberry.field(description="The originating run, for run failures.")
+    @strawberry.field(
+        description="The originating run, for run failures. Requires `connections:read`.",
+        extensions=requires(Scope.CONNECTIONS_READ),
+    )
     async def run(self, info: Info) -> IntegrationRun | None:
         if self.run_id is None:
             return None

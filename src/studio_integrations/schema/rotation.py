@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain import rotation as domain
 from studio_integrations.domain.credentials import RotationPolicy
 from studio_integrations.domain.enums import RotationStatus
@@ -65,9 +67,11 @@ class CredentialRotation(Node):
     )
 
     @strawberry.field(
-        description="One VERIFICATION run per bound, non-retired connection, with the new version."
+        description="One VERIFICATION run per bound, non-retired connection, with the new "
+        "version. Requires `connections:read` (runs belong to the connections).",
+        extensions=requires(Scope.CONNECTIONS_READ),
     )
-    async def verification_runs(self, info: Info) -> list[IntegrationRun]:
+    async def verification_runs(self, info: Info) -> list[IntegrationRun] | None:
         rows = await loaders_of(info).runs_by_rotation.load(str(self.id))
         return [IntegrationRun.from_row(r) for r in rows]
 
