@@ -89,6 +89,52 @@ async def _register_credential(world: World, tw: TenantWorld) -> dict[str, Any]:
     }
 
 
+async def _rotate_credential(world: World, tw: TenantWorld) -> dict[str, Any]:
+    # A GENERATED credential of its own, bound to nothing: the rotation promotes at once and
+    # the shared credential keeps the key the fake provider accepts.
+    from tests.connections.conftest import register_secret_credential
+
+    credential_id = await register_secret_credential(
+        world.http,
+        tw.token,
+        world.server.services.vault,
+        name=f"matrix-rotate-{tw.tenant}-{tw.next()}",
+        tenant=tw.tenant,
+        value="to-be-rotated",
+        strategy="GENERATED",
+    )
+    return {"credentialId": credential_id}
+
+
+async def _set_rotation_policy(world: World, tw: TenantWorld) -> dict[str, Any]:
+    # A cadence the credential does not have yet (an unchanged policy is no change).
+    return {
+        "credentialId": tw.ids["Credential"],
+        "cadenceDays": 100 + tw.next(),
+        "expiryWarningDays": 7,
+    }
+
+
+async def _create_webhook_subscription(world: World, tw: TenantWorld) -> dict[str, Any]:
+    return {
+        "eventType": "ProviderRegistered",
+        "endpointUrl": world.receiver.url,
+        "description": f"Matrix {tw.next()}",
+    }
+
+
+async def _update_webhook_subscription(world: World, tw: TenantWorld) -> dict[str, Any]:
+    return {"id": tw.ids["WebhookSubscription"], "description": f"Described {tw.next()}"}
+
+
+async def _rotate_webhook_signing_secret(world: World, tw: TenantWorld) -> dict[str, Any]:
+    return {"id": tw.ids["WebhookSubscription"]}
+
+
+async def _replay_webhook_delivery(world: World, tw: TenantWorld) -> dict[str, Any]:
+    return {"deliveryId": tw.ids["WebhookDelivery"]}
+
+
 CASES: dict[str, Case] = {
     "establishConnection": Case(_establish, "connection", "IntegrationConnectionEstablished"),
     "updateConnection": Case(_update, "connection", "IntegrationConnectionUpdated"),
@@ -97,4 +143,18 @@ CASES: dict[str, Case] = {
     "registerProvider": Case(_register_provider, "provider", "ProviderRegistered"),
     "registerApiClient": Case(_register_api_client, "apiClient", "ExternalApiClientRegistered"),
     "registerCredential": Case(_register_credential, "credential", "CredentialRegistered"),
+    "rotateCredential": Case(_rotate_credential, "credential", "CredentialRotated"),
+    "setRotationPolicy": Case(
+        _set_rotation_policy, "credential", "CredentialRotationPolicyChanged"
+    ),
+    "createWebhookSubscription": Case(
+        _create_webhook_subscription, "subscription", "WebhookSubscriptionCreated"
+    ),
+    "updateWebhookSubscription": Case(
+        _update_webhook_subscription, "subscription", "WebhookSubscriptionUpdated"
+    ),
+    "rotateWebhookSigningSecret": Case(
+        _rotate_webhook_signing_secret, "subscription", "WebhookSigningSecretRotated"
+    ),
+    "replayWebhookDelivery": Case(_replay_webhook_delivery, "delivery", "WebhookDeliveryReplayed"),
 }

@@ -1,6 +1,13 @@
 """The same graph of objects in two tenants (acme and globex), built through the API, and
 the success case of every mutation (``cases.py``).
 
+Each tenant has a provider and API client, a credential whose canary secret the fake
+provider accepts, a connection with runs, a failing connection (its failed test is an
+``IntegrationFailure``), a promoted ``CredentialRotation`` of a GENERATED credential, and a
+webhook subscription to a receiver on loopback with a delivered ``WebhookDelivery``. The
+server's health prober is stopped: probes would write events and runs under the "nothing
+changed" assertions.
+
 ``TenantWorld.ids`` maps a GraphQL type name to one of the tenant's objects of that type, so
 the matrix tests can reach any type through ``node(id:)`` and swap any id for the other
 tenant's object of the same type.
@@ -8,6 +15,7 @@ tenant's object of the same type.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,8 +35,10 @@ from tests.connections.conftest import (
     ok,
     register_fake_provider,
     register_secret_credential,
+    stop_prober,
 )
 from tests.fakes.provider import FakeProvider, Reply
+from tests.fakes.receiver import WebhookReceiver
 from tests.support.live import LiveServer
 from tests.support.rows import row_counts
 
@@ -37,6 +47,33 @@ TENANTS = ("acme", "globex")
 REGISTER_API_CLIENT = """
 mutation ($input: RegisterApiClientInput!) {
   registerApiClient(input: $input) { apiClient { id } userErrors { field code message } }
+}
+"""
+
+CREATE_SUBSCRIPTION = """
+mutation ($input: CreateWebhookSubscriptionInput!) {
+  createWebhookSubscription(input: $input) {
+    subscription { id signingSecretRef signingSecretVersion }
+    userErrors { field code message }
+  }
+}
+"""
+
+ROTATE_CREDENTIAL = """
+mutation ($id: ID!) {
+  rotateCredential(input: {credentialId: $id}) {
+    rotation { id status newVersion }
+    credential { id keyVaultRef }
+    userErrors { field code message }
+  }
+}
+"""
+
+DELIVERIES = """
+query ($subscriptionId: ID!) {
+  webhookDeliveries(filter: {subscriptionId: $subscriptionId}, first: 5) {
+    nodes { id status }
+  }
 }
 """
 
@@ -58,9 +95,10 @@ class World:
     server: LiveServer
     http: httpx.AsyncClient
     fake: FakeProvider
+    receiver: WebhookReceiver
     make_token: TokenFactory
     tenants: dict[str, TenantWorld]
-    canaries: set[str]  # every secret value planted in the vault for the world
+    canaries: set[str]  # every secret value in the vault for the world (signing secrets too)
 
     @property
     def a(self) -> TenantWorld:
@@ -72,7 +110,13 @@ class World:
 
 
 async def _build_tenant(
-    server: LiveServer, http: httpx.AsyncClient, fake: FakeProvider, tw: TenantWorld, canary: str
+    server: LiveServer,
+    http: httpx.AsyncClient,
+    fake: FakeProvider,
+    receiver: WebhookReceiver,
+    tw: TenantWorld,
+    canary: str,
+    canaries: set[str],
 ) -> None:
     provider_id = await register_fake_provider(http, tw.token, fake.base_url, key="matrix-hr")
     tw.ids["Provider"] = provider_id
@@ -108,25 +152,105 @@ async def _build_tenant(
     assert data["establishConnection"]["userErrors"] == [], data
     tw.ids["IntegrationConnection"] = data["establishConnection"]["connection"]["id"]
     tw.ids["IntegrationRun"] = data["establishConnection"]["testRun"]["id"]
+
+    # A webhook subscription to the tested event, so the next test is delivered.
+    vault = server.services.vault
+    data = await ok(
+        http,
+        CREATE_SUBSCRIPTION,
+        {"input": {"eventType": "IntegrationConnectionTested", "endpointUrl": receiver.url}},
+        tw.token,
+    )
+    assert data["createWebhookSubscription"]["userErrors"] == [], data
+    subscription = data["createWebhookSubscription"]["subscription"]
+    tw.ids["WebhookSubscription"] = subscription["id"]
+    canaries.add(await _secret_value(vault, subscription["signingSecretRef"]))
+
     data = await ok(http, TEST, {"id": tw.ids["IntegrationConnection"]}, tw.token)
     tw.ids["IntegrationRun"] = data["testConnection"]["run"]["id"]
+    tw.ids["WebhookDelivery"] = await _delivered(http, tw)
+
+    # A connection whose key the provider refuses: its failed test is an IntegrationFailure.
+    bad_key = f"refused-{tw.tenant}-{uuid.uuid4().hex}"
+    canaries.add(bad_key)
+    refused = await register_secret_credential(
+        http, tw.token, vault, name=f"matrix-refused-{tw.tenant}", tenant=tw.tenant, value=bad_key
+    )
+    data = await ok(
+        http,
+        ESTABLISH,
+        {
+            "input": establish_input(
+                provider_id, refused, name=f"Refused {tw.tenant}", runTest=False
+            )
+        },
+        tw.token,
+    )
+    failing = data["establishConnection"]["connection"]["id"]
+    data = await ok(http, TEST, {"id": failing}, tw.token)
+    assert data["testConnection"]["run"]["status"] == "FAILED", data
+    data = await ok(http, "{ integrationFailures(first: 1) { nodes { id } } }", {}, tw.token)
+    tw.ids["IntegrationFailure"] = data["integrationFailures"]["nodes"][0]["id"]
+
+    # A GENERATED credential bound to nothing, rotated: a promoted CredentialRotation.
+    generated = await register_secret_credential(
+        http,
+        tw.token,
+        vault,
+        name=f"matrix-generated-{tw.tenant}",
+        tenant=tw.tenant,
+        value=f"generated-{uuid.uuid4().hex}",
+        strategy="GENERATED",
+    )
+    data = await ok(http, ROTATE_CREDENTIAL, {"id": generated}, tw.token)
+    rotation = data["rotateCredential"]["rotation"]
+    assert rotation["status"] == "PROMOTED", data
+    tw.ids["CredentialRotation"] = rotation["id"]
+    ref = data["rotateCredential"]["credential"]["keyVaultRef"]
+    canaries.add(await _secret_value(vault, ref, rotation["newVersion"]))
+
     data = await ok(http, "{ auditEvents(first: 1) { nodes { id } } }", {}, tw.token)
     tw.ids["AuditEvent"] = data["auditEvents"]["nodes"][0]["id"]
+
+
+async def _secret_value(vault: Any, ref: str, version: str | None = None) -> str:
+    from studio_integrations.vault.base import parse_secret_ref
+
+    parsed = parse_secret_ref(ref)
+    value: str = (await vault.get_secret(parsed.name, version or parsed.version)).value
+    return value
+
+
+async def _delivered(http: httpx.AsyncClient, tw: TenantWorld) -> str:
+    """The id of the subscription's first delivery, once the receiver has taken it."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        data = await ok(
+            http, DELIVERIES, {"subscriptionId": tw.ids["WebhookSubscription"]}, tw.token
+        )
+        nodes = data["webhookDeliveries"]["nodes"]
+        if nodes and nodes[-1]["status"] == "SUCCEEDED":
+            delivery_id: str = nodes[-1]["id"]
+            return delivery_id
+        assert asyncio.get_running_loop().time() < deadline, f"no delivery for {tw.tenant}: {data}"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
 async def world(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> AsyncIterator[World]:
-    fake = FakeProvider()
-    async with fake.running():
+    await stop_prober(server)
+    fake, receiver = FakeProvider(), WebhookReceiver()
+    async with fake.running(), receiver.running():
         fake.on(VERIFY_PATH, Reply(json={"ok": True}, headers={"X-Request-Id": "req-1"}))
-        canaries = {t: f"canary-{t}-{uuid.uuid4().hex}" for t in TENANTS}
-        fake.require_key(VERIFY_PATH, set(canaries.values()))
+        keys = {t: f"canary-{t}-{uuid.uuid4().hex}" for t in TENANTS}
+        fake.require_key(VERIFY_PATH, set(keys.values()))
+        canaries = set(keys.values())
         tenants = {t: TenantWorld(t, make_token(tenant=t)) for t in TENANTS}
         for tw in tenants.values():
-            await _build_tenant(server, http, fake, tw, canaries[tw.tenant])
-        yield World(server, http, fake, make_token, tenants, set(canaries.values()))
+            await _build_tenant(server, http, fake, receiver, tw, keys[tw.tenant], canaries)
+        yield World(server, http, fake, receiver, make_token, tenants, canaries)
 
 
 @dataclass(frozen=True)
