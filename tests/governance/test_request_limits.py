@@ -226,3 +226,50 @@ async def test_authentication_comes_before_the_body_checks(small: LiveServer) ->
                 "/graphql", content=content, headers={"Content-Type": "application/json"}
             )
             refusal(response, 401, "UNAUTHENTICATED")
+
+
+@pytest.mark.parametrize(
+    ("variables", "path"),
+    [
+        ({"input": provider_input(name="A\x00B")}, "variables.input.name"),
+        (
+            {"input": provider_input(configurationSchema={"type": "object", "title": "\x00"})},
+            "variables.input.configurationSchema.title",
+        ),
+        (
+            {"input": provider_input(configurationSchema={"type": "object", "k\x00": 1})},
+            "variables.input.configurationSchema (a key)",
+        ),
+        ({"input": provider_input(capabilities=["ok", "\x00"])}, "variables.input.capabilities[1]"),
+    ],
+    ids=["name", "json-string", "json-key", "list-item"],
+)
+async def test_text_with_a_nul_character_is_refused_and_writes_nothing(
+    small: LiveServer, client: httpx.AsyncClient, variables: dict[str, Any], path: str
+) -> None:
+    """PostgreSQL holds U+0000 in neither text nor jsonb: refused before anything runs."""
+    before = await registry_counts(small)
+    response = await client.post(
+        "/graphql", json={"query": REGISTER_PROVIDER, "variables": variables}
+    )
+    body = response.json()
+    assert error_codes(body) == ["NUL_CHARACTER"], body
+    assert body["errors"][0]["extensions"]["path"] == path
+    assert body["data"] is None
+    assert await registry_counts(small) == before
+
+
+async def test_a_nul_character_in_a_literal_or_a_query_filter_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    literal = '{ integrationConnections(filter: {search: "a\\u0000"}) { nodes { id } } }'
+    body = (await client.post("/graphql", json={"query": literal})).json()
+    assert error_codes(body) == ["NUL_CHARACTER"], body
+    query = "query ($s: String) { integrationConnections(filter: {search: $s}) { nodes { id } } }"
+    body = (await client.post("/graphql", json={"query": query, "variables": {"s": "\x00"}})).json()
+    assert error_codes(body) == ["NUL_CHARACTER"], body
+    # The escape itself, as text, is fine.
+    body = (
+        await client.post("/graphql", json={"query": query, "variables": {"s": "\\u0000"}})
+    ).json()
+    assert "errors" not in body, body

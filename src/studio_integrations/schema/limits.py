@@ -19,6 +19,11 @@ and writes nothing. In order:
    HTTP the whole request is refused with status 429 and a ``Retry-After`` header, since
    nothing of it ran.
 
+Before all of these, text holding the NUL character (U+0000), in a variable (strings and
+object keys, at any depth, JSON scalars included) or in a string literal of the document, is
+refused with ``NUL_CHARACTER`` and ``extensions.path``: no text of this API can hold it, and
+PostgreSQL can store it in neither ``text`` nor ``jsonb``.
+
 Subscription caps live in ``StudioTransportWSHandler``: a ``subscribe`` beyond
 ``STUDIO_MAX_SUBSCRIPTIONS_PER_CONNECTION`` live operations on its socket, or beyond
 ``STUDIO_MAX_SUBSCRIPTIONS_PER_TENANT`` for its tenant in this process, gets a
@@ -48,12 +53,16 @@ from graphql import (
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     VariableNode,
+    Visitor,
     get_named_type,
     is_composite_type,
     is_list_type,
     validate,
+    visit,
 )
+from graphql.language.visitor import BREAK
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -248,6 +257,42 @@ def root_field_count(document: DocumentNode, operation_name: str | None) -> int:
 # --- the extension ----------------------------------------------------------------------
 
 
+def find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string (or object key) holding U+0000 in a JSON-like value."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                return f"{path} (a key)"
+            found = find_nul(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = find_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def find_nul_literal(document: DocumentNode) -> str | None:
+    """``"a string literal of the document"`` when one holds U+0000 (block strings too)."""
+
+    class _Finder(Visitor):
+        found = False
+
+        def enter_string_value(self, node: StringValueNode, *_: Any) -> Any:
+            if "\x00" in node.value:
+                self.found = True
+                return BREAK
+            return None
+
+    finder = _Finder()
+    visit(document, finder)
+    return "a string literal of the document" if finder.found else None
+
+
 def limit_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 
@@ -288,6 +333,13 @@ class OperationLimits(SchemaExtension):
                     "introspection is disabled on this server (STUDIO_INTROSPECTION)",
                     "INTROSPECTION_DISABLED",
                 )
+        nul_path = find_nul(execution.variables, "variables") or find_nul_literal(document)
+        if nul_path is not None:
+            raise limit_error(
+                f"{nul_path} contains the NUL character (U+0000), which no text here may hold",
+                "NUL_CHARACTER",
+                path=nul_path,
+            )
         cost = estimate_cost(schema, document, execution.operation_name, execution.variables)
         if cost.total > settings.max_query_cost:
             raise limit_error(
