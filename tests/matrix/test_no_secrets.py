@@ -1,7 +1,8 @@
 """No secrets anywhere: with a unique canary value planted as the secret of every credential
-(and used live by every call), the whole API surface — every root query and every object
-reached through ``node(id:)``, each with every field it has, nested — the logs, the audit
-events and the outbox never contain it, in plain, URL-encoded or base64 form."""
+(and used live by every call), every webhook signing secret and every rotated value, the
+whole API surface — every root query and every object reached through ``node(id:)``, each
+with every field it has, nested — the logs, the audit events, the outbox and the outbound
+webhook requests never contain one, in plain, URL-encoded or base64 form."""
 
 from __future__ import annotations
 
@@ -99,9 +100,20 @@ async def test_the_canary_appears_nowhere(world: World, caplog: pytest.LogCaptur
         ]
         outbox = [row.payload for row in (await session.execute(select(OutboxMessage))).scalars()]
     logs = [record.getMessage() + str(record.args) for record in caplog.records]
-    assert len(audit) > 10 and outbox and logs
+    # What left us: every outbound webhook request (headers with their signatures, bodies).
+    webhooks = [
+        json.dumps(seen.headers) + seen.body.decode("utf-8", "replace")
+        for seen in world.receiver.received
+    ]
+    assert len(audit) > 10 and outbox and logs and webhooks
 
-    haystacks = {"responses": responses, "audit": audit, "outbox": outbox, "logs": logs}
+    haystacks = {
+        "responses": responses,
+        "audit": audit,
+        "outbox": outbox,
+        "logs": logs,
+        "webhooks": webhooks,
+    }
     for canary in world.canaries:
         for form in forms(canary):
             for where, texts in haystacks.items():
