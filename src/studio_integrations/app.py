@@ -91,10 +91,6 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
         return cast(UnsetType, UNSET)
 
 
-async def healthz(_request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
-
-
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
     settings = settings or Settings()
     services = services or Services.build(settings)
@@ -117,6 +113,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         max_json_depth=settings.max_json_depth,
     )
     gateway = GraphQLGateway(guarded, services.verifier)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        """Liveness, and what this replica's prober has done (counts only: it is public)."""
+        prober = services.health_prober
+        workers = {
+            "healthProber": {
+                "running": prober is not None and prober.running,
+                "probed": prober.probed if prober is not None else 0,
+            }
+        }
+        return JSONResponse({"status": "ok", "workers": workers})
 
     async def readyz(_request: Request) -> JSONResponse:
         checks: dict[str, str] = {}

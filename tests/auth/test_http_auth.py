@@ -131,7 +131,10 @@ async def test_get_query_with_token_works(
 
 
 async def test_health_endpoints(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    health = (await http.get("/healthz")).json()
+    assert health["status"] == "ok"
+    assert health["workers"]["healthProber"]["running"] is True
+    assert isinstance(health["workers"]["healthProber"]["probed"], int)
     ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "bus": "ok"}

@@ -81,6 +81,10 @@ class HealthProber:
         self.probed_ids: list[str] = []
 
     @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.timeout + LEASE_MARGIN_SECONDS)
 
