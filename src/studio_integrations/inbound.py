@@ -42,6 +42,7 @@ from studio_integrations.domain.enums import (
 )
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import Verdict, verify
+from studio_integrations.domain.validation import find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.events.trace import trace_id_from
@@ -98,16 +99,22 @@ def _event_type(body: bytes) -> str:
     except ValueError:
         return "unknown"
     value = doc.get("type") if isinstance(doc, dict) else None
-    return value[:100] if isinstance(value, str) and value else "unknown"
+    return storable_text(value[:100]) if isinstance(value, str) and value else "unknown"
+
+
+def _body_text(body: bytes) -> str:
+    return storable_text(body.decode("utf-8", errors="replace"))
 
 
 def _payload_data(body: bytes) -> dict[str, Any]:
     if len(body) > MAX_EVENT_PAYLOAD_BYTES:
         return {"payloadOmitted": True}
     try:
-        return {"payload": json.loads(body)}
+        doc = json.loads(body)
     except ValueError:
-        return {"payload": body.decode("utf-8", errors="replace")}
+        return {"payload": _body_text(body)}
+    # JSON holding U+0000 (``\u0000``) cannot be stored as jsonb: the event keeps the text.
+    return {"payload": _body_text(body) if find_nul(doc, "payload") else doc}
 
 
 async def inbound_webhook(request: Request) -> JSONResponse:
@@ -246,7 +253,7 @@ async def _record(
         message_id=message_id,
         status=DeliveryStatus.SUCCEEDED if outcome.accepted else DeliveryStatus.FAILED,
         signature_status=outcome.status,
-        payload=body.decode("utf-8", errors="replace"),
+        payload=_body_text(body),
         headers=headers,
         attempt_count=1,
         finished_at=received_at,

@@ -131,6 +131,26 @@ async def test_a_standard_webhooks_signature_is_accepted_and_recorded_valid(
     assert inbound.secret not in json.dumps(event.data)
 
 
+async def test_nul_characters_in_a_signed_body_are_recorded_not_a_crash(
+    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+) -> None:
+    """PostgreSQL stores U+0000 in neither text nor jsonb: a body holding one (escaped in
+    JSON, or a raw byte) is verified on its bytes, accepted, and recorded with U+FFFD."""
+    escaped = b'{"type": "a\\u0000b", "data": "x\\u0000"}'
+    raw = b'{"type": "ok", "data": "\x00"}'
+    for msg_id, body in (("msg_nul_escaped", escaped), ("msg_nul_raw", raw)):
+        response = await inbound.post(body, inbound.signed(body, msg_id))
+        assert response.status_code == 200, response.text
+    data = await ok(http, DELIVERIES, {"filter": {"direction": "INBOUND"}}, token)
+    nodes = {n["messageId"]: n for n in data["webhookDeliveries"]["nodes"]}
+    assert nodes["msg_nul_escaped"]["signatureStatus"] == "VALID"
+    assert nodes["msg_nul_escaped"]["eventType"] == "a\ufffdb"
+    assert nodes["msg_nul_raw"]["signatureStatus"] == "VALID"
+    events = await events_of(server.services, "InboundWebhookReceived")
+    assert len(events) == 2
+    assert all("\x00" not in json.dumps(e.data) for e in events)
+
+
 async def test_tampered_missing_and_stale_are_rejected_and_recorded(
     server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:

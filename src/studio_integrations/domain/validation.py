@@ -1,7 +1,10 @@
 """Shared by every governed action: collect all input errors at once, and turn a unique
-violation from a concurrent duplicate into the same userError a sequential one gets."""
+violation from a concurrent duplicate into the same userError a sequential one gets; find the
+NUL characters (U+0000) that PostgreSQL can store in neither ``text`` nor ``jsonb``."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,3 +37,27 @@ async def flush_or_duplicate(session: AsyncSession, field: str, code: str, messa
         await session.flush()
     except IntegrityError as exc:
         raise UserInputError(message, field=field, code=code) from exc
+
+
+def find_nul(value: Any, path: str) -> str | None:
+    """The path of the first string (or object key) holding U+0000 in a JSON-like value."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                return f"{path} (a key)"
+            found = find_nul(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = find_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def storable_text(text: str) -> str:
+    """Text as received, with each NUL replaced by U+FFFD (for records of what arrived)."""
+    return text.replace("\x00", "\ufffd")

@@ -74,6 +74,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.types.graphql import OperationType
 
 from studio_integrations.auth.limits import Budget, RateDecision, token_fingerprint
+from studio_integrations.domain.validation import find_nul
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -255,25 +256,6 @@ def root_field_count(document: DocumentNode, operation_name: str | None) -> int:
 
 
 # --- the extension ----------------------------------------------------------------------
-
-
-def find_nul(value: Any, path: str) -> str | None:
-    """The path of the first string (or object key) holding U+0000 in a JSON-like value."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in str(key):
-                return f"{path} (a key)"
-            found = find_nul(item, f"{path}.{key}")
-            if found is not None:
-                return found
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found = find_nul(item, f"{path}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 def find_nul_literal(document: DocumentNode) -> str | None:
