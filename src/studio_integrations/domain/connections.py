@@ -54,7 +54,7 @@ from referencing.exceptions import Unresolvable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.credentials import pin_version
+from studio_integrations.domain.credentials import check_secret_ref
 from studio_integrations.domain.egress import EgressRefused
 from studio_integrations.domain.enums import (
     AuthMode,
@@ -110,7 +110,6 @@ from studio_integrations.vault.base import (
 MAX_NAME_LENGTH = 200
 MAX_PROJECT_ID_LENGTH = 100
 MAX_SEARCH_LENGTH = 200
-MAX_REF_LENGTH = 2048
 MAX_CONFIGURATION_BYTES = 16 * 1024
 MAX_CONFIGURATION_DEPTH = 16
 MAX_CONFIGURATION_ERRORS = 10
@@ -269,28 +268,8 @@ def _check_target(
 async def _check_inbound_ref(
     errors: ValidationErrors, vault: SecretStore, ctx: ActionContext, raw: str, field: str
 ) -> str | None:
-    raw = raw.strip()
-    if len(raw) > MAX_REF_LENGTH:
-        errors.add(field, "TOO_LONG", f"must be at most {MAX_REF_LENGTH} characters")
-        return None
-    try:
-        ref = parse_secret_ref(raw, field=field)
-    except UserInputError as exc:
-        errors.items.append(exc)
-        return None
-    if ref.vault_url != vault.vault_url:
-        errors.add(
-            field,
-            "VAULT_MISMATCH",
-            f"this server resolves secrets in {vault.vault_url}, not {ref.vault_url}",
-        )
-        return None
-    try:
-        await pin_version(vault, ref, tenant_id=ctx.tenant_id, field=field)
-    except UserInputError as exc:
-        errors.items.append(exc)
-        return None
-    return str(ref)
+    checked = await check_secret_ref(errors, vault, ctx.tenant_id, raw, field)
+    return None if checked is None else str(checked[0])
 
 
 def _text(errors: ValidationErrors, field: str, value: str | None, limit: int) -> str | None:

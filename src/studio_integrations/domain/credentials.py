@@ -175,6 +175,36 @@ async def pin_version(
     return usable[-1]  # list_versions answers oldest first
 
 
+async def check_secret_ref(
+    errors: ValidationErrors, vault: SecretStore, tenant_id: str, raw: str, field: str
+) -> tuple[SecretRef, SecretProperties] | None:
+    """A vault reference given in an input (an inbound or a webhook signing secret): well
+    formed, in this server's vault, and naming a usable secret of ``tenant_id`` (``pin_version``).
+    The reference and its pinned version, or None with the reason in ``errors``."""
+    raw = raw.strip()
+    if len(raw) > MAX_REF_LENGTH:
+        errors.add(field, "TOO_LONG", f"must be at most {MAX_REF_LENGTH} characters")
+        return None
+    try:
+        ref = parse_secret_ref(raw, field=field)
+    except UserInputError as exc:
+        errors.items.append(exc)
+        return None
+    if ref.vault_url != vault.vault_url:
+        errors.add(
+            field,
+            "VAULT_MISMATCH",
+            f"this server resolves secrets in {vault.vault_url}, not {ref.vault_url}",
+        )
+        return None
+    try:
+        pinned = await pin_version(vault, ref, tenant_id=tenant_id, field=field)
+    except UserInputError as exc:
+        errors.items.append(exc)
+        return None
+    return ref, pinned
+
+
 # --- Governed actions --------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.credentials import TENANT_TAG, pin_version
+from studio_integrations.domain.credentials import TENANT_TAG, check_secret_ref
 from studio_integrations.domain.egress import EgressRefused, check_target
 from studio_integrations.domain.enums import (
     DeliveryDirection,
@@ -72,7 +72,6 @@ from studio_integrations.vault.base import SecretRef, SecretStore, parse_secret_
 WILDCARD = "*"
 EVENT_TYPES = frozenset(t.value for t in EventType)
 MAX_URL_LENGTH = 2048
-MAX_REF_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_SCHEDULE_LENGTH = 20
 MAX_DELAY_SECONDS = 7 * 24 * 3600
@@ -189,28 +188,8 @@ def secret_name(subscription_id: str) -> str:
 async def _check_signing_ref(
     errors: ValidationErrors, vault: SecretStore, ctx: ActionContext, raw: str, field: str
 ) -> tuple[SecretRef, str] | None:
-    raw = raw.strip()
-    if len(raw) > MAX_REF_LENGTH:
-        errors.add(field, "TOO_LONG", f"must be at most {MAX_REF_LENGTH} characters")
-        return None
-    try:
-        ref = parse_secret_ref(raw, field=field)
-    except UserInputError as exc:
-        errors.items.append(exc)
-        return None
-    if ref.vault_url != vault.vault_url:
-        errors.add(
-            field,
-            "VAULT_MISMATCH",
-            f"this server resolves secrets in {vault.vault_url}, not {ref.vault_url}",
-        )
-        return None
-    try:
-        pinned = await pin_version(vault, ref, tenant_id=ctx.tenant_id, field=field)
-    except UserInputError as exc:
-        errors.items.append(exc)
-        return None
-    return ref.unversioned(), pinned.version
+    checked = await check_secret_ref(errors, vault, ctx.tenant_id, raw, field)
+    return None if checked is None else (checked[0].unversioned(), checked[1].version)
 
 
 def _subscription_data(row: WebhookSubscription) -> dict[str, Any]:
