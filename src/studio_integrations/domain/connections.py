@@ -755,6 +755,23 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+async def plan_for(
+    session: AsyncSession, connection: IntegrationConnection
+) -> CallPlan | ConfigurationInvalid:
+    """The verification call of a connection (tests and probes alike), from its provider,
+    configuration and credential; ``ConfigurationInvalid`` when it cannot be made."""
+    provider = await TenantRepository(session, Provider).get(connection.provider_id)
+    assert provider is not None
+    credential = (
+        await TenantRepository(session, Credential).get(connection.credential_id)
+        if connection.credential_id
+        else None
+    )
+    if credential is None:
+        return ConfigurationInvalid("the connection has no credential bound")
+    return _plan(connection.id, provider, connection.configuration, credential)
+
+
 async def run_connection_test(
     sessions: TenantSessions,
     ctx: ActionContext,
@@ -765,18 +782,7 @@ async def run_connection_test(
 ) -> RunResult:
     async with sessions.read() as session:
         connection = await _live_connection(session, connection_id)
-        provider = await TenantRepository(session, Provider).get(connection.provider_id)
-        credential = (
-            await TenantRepository(session, Credential).get(connection.credential_id)
-            if connection.credential_id
-            else None
-        )
-        assert provider is not None
-        plan: CallPlan | ConfigurationInvalid = (
-            _plan(connection.id, provider, connection.configuration, credential)
-            if credential is not None
-            else ConfigurationInvalid("the connection has no credential bound")
-        )
+        plan = await plan_for(session, connection)
     started_at = utcnow()
     outcome = await call_provider(caller, vault, plan)
     async with sessions.write() as session:

@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 
 from studio_integrations.domain.connections import (
     CallPlan,
-    _plan,
     call_provider,
     failed_outcome,
+    plan_for,
     record_run,
 )
 from studio_integrations.domain.context import ActionContext
@@ -39,10 +39,10 @@ from studio_integrations.domain.enums import (
     RunKind,
 )
 from studio_integrations.domain.health import Breaker, HealthPolicy, effective_circuit
-from studio_integrations.domain.provider_calls import ConfigurationInvalid, ProviderCaller
+from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import Claim, HealthStateRepository
-from studio_integrations.persistence.models import Credential, IntegrationConnection, Provider
+from studio_integrations.persistence.models import IntegrationConnection
 from studio_integrations.persistence.repository import TenantRepository
 from studio_integrations.persistence.types import utcnow
 from studio_integrations.vault.base import SecretStore
@@ -161,18 +161,7 @@ class HealthProber:
                 async with self._db.transaction(scope, background=True) as write:
                     await HealthStateRepository(write).release(claim.connection_id, due)
                 return
-            provider = await TenantRepository(session, Provider).get(connection.provider_id)
-            credential = (
-                await TenantRepository(session, Credential).get(connection.credential_id)
-                if connection.credential_id
-                else None
-            )
-            assert provider is not None
-            plan: CallPlan | ConfigurationInvalid = (
-                _plan(connection.id, provider, connection.configuration, credential)
-                if credential is not None
-                else ConfigurationInvalid("the connection has no credential bound")
-            )
+            plan = await plan_for(session, connection)
             half_open = state.circuit_state is CircuitState.OPEN  # and it may half-open now
         if half_open:
             # Visible while the trial call runs; the run's outcome closes or re-opens it.
