@@ -178,8 +178,9 @@ async def pin_version(
 async def check_secret_ref(
     errors: ValidationErrors, vault: SecretStore, tenant_id: str, raw: str, field: str
 ) -> tuple[SecretRef, SecretProperties] | None:
-    """A vault reference given in an input (an inbound or a webhook signing secret): well
-    formed, in this server's vault, and naming a usable secret of ``tenant_id`` (``pin_version``).
+    """A vault reference given in an input (a credential's, an inbound or a webhook signing
+    secret's): well formed, in this server's vault, and naming a usable secret of
+    ``tenant_id`` (``pin_version``).
     The reference and its pinned version, or None with the reason in ``errors``."""
     raw = raw.strip()
     if len(raw) > MAX_REF_LENGTH:
@@ -219,17 +220,12 @@ async def register_credential(
     transaction. Every failure is collected before anything is written."""
     errors = ValidationErrors()
     ref_field = "input.keyVaultRef"
-    ref: SecretRef | None = None
     raw_ref = (definition.key_vault_ref or "").strip()
+    checked: tuple[SecretRef, SecretProperties] | None = None
     if not raw_ref:
         errors.add(ref_field, "REQUIRED", "must not be blank")
-    elif len(raw_ref) > MAX_REF_LENGTH:
-        errors.add(ref_field, "TOO_LONG", f"must be at most {MAX_REF_LENGTH} characters")
     else:
-        try:
-            ref = parse_secret_ref(raw_ref, field=ref_field)
-        except UserInputError as exc:
-            errors.items.append(exc)
+        checked = await check_secret_ref(errors, vault, ctx.tenant_id, raw_ref, ref_field)
     name = (definition.name or "").strip() or None
     if name is not None and len(name) > MAX_NAME_LENGTH:
         errors.add("input.name", "TOO_LONG", f"must be at most {MAX_NAME_LENGTH} characters")
@@ -238,29 +234,14 @@ async def register_credential(
     if expires_at is not None and expires_at <= utcnow():
         errors.add("input.expiresAt", "IN_THE_PAST", "must be in the future")
 
-    pinned: SecretProperties | None = None
     repo = CredentialRepository(session)
-    if ref is not None:
-        if ref.vault_url != vault.vault_url:
-            errors.add(
-                ref_field,
-                "VAULT_MISMATCH",
-                f"this server resolves secrets in {vault.vault_url}, not {ref.vault_url}",
-            )
-        else:
-            try:
-                pinned = await pin_version(vault, ref, tenant_id=ctx.tenant_id, field=ref_field)
-            except UserInputError as exc:
-                errors.items.append(exc)
-            if pinned is not None and await repo.by_reference(str(ref.unversioned())):
-                errors.add(
-                    ref_field,
-                    "DUPLICATE_CREDENTIAL",
-                    "a credential for this secret is already registered",
-                )
+    if checked is not None and await repo.by_reference(str(checked[0].unversioned())):
+        errors.add(
+            ref_field, "DUPLICATE_CREDENTIAL", "a credential for this secret is already registered"
+        )
     errors.raise_any()
-    assert ref is not None
-    assert pinned is not None
+    assert checked is not None
+    ref, pinned = checked
 
     reference = str(ref.unversioned())
     policy = definition.rotation_policy
