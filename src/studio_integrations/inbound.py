@@ -93,28 +93,36 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _event_type(body: bytes) -> str:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return "unknown"
-    value = doc.get("type") if isinstance(doc, dict) else None
-    return storable_text(value[:100]) if isinstance(value, str) and value else "unknown"
+@dataclass(frozen=True)
+class _Body:
+    """The body, decoded once: its text as stored (NUL as U+FFFD, which PostgreSQL cannot
+    hold) and its JSON document when it is JSON the parser can read."""
 
+    raw: bytes
+    text: str
+    doc: Any
+    is_json: bool
 
-def _body_text(body: bytes) -> str:
-    return storable_text(body.decode("utf-8", errors="replace"))
+    @classmethod
+    def of(cls, raw: bytes) -> _Body:
+        text = storable_text(raw.decode("utf-8", errors="replace"))
+        try:
+            return cls(raw, text, json.loads(raw), True)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
+            return cls(raw, text, None, False)
 
+    @property
+    def event_type(self) -> str:
+        value = self.doc.get("type") if isinstance(self.doc, dict) else None
+        return storable_text(value[:100]) if isinstance(value, str) and value else "unknown"
 
-def _payload_data(body: bytes) -> dict[str, Any]:
-    if len(body) > MAX_EVENT_PAYLOAD_BYTES:
-        return {"payloadOmitted": True}
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return {"payload": _body_text(body)}
-    # JSON holding U+0000 (``\u0000``) cannot be stored as jsonb: the event keeps the text.
-    return {"payload": _body_text(body) if find_nul(doc, "payload") else doc}
+    def payload_data(self) -> dict[str, Any]:
+        if len(self.raw) > MAX_EVENT_PAYLOAD_BYTES:
+            return {"payloadOmitted": True}
+        # JSON holding U+0000 (``\u0000``) cannot be stored as jsonb: the event keeps the text.
+        if not self.is_json or find_nul(self.doc, "payload"):
+            return {"payload": self.text}
+        return {"payload": self.doc}
 
 
 async def inbound_webhook(request: Request) -> JSONResponse:
@@ -160,7 +168,7 @@ async def inbound_webhook(request: Request) -> JSONResponse:
         trace_id=trace_id_from(headers.get("traceparent")),
     )
     kept = {k: headers[k][:MAX_HEADER_CHARS] for k in KEPT_HEADERS if k in headers}
-    event_type = _event_type(body)
+    received = _Body.of(body)
 
     delivery: WebhookDelivery | None = None
     duplicate_of: str | None = None
@@ -179,8 +187,7 @@ async def inbound_webhook(request: Request) -> JSONResponse:
                     connection,
                     outcome,
                     message_id,
-                    event_type,
-                    body,
+                    received,
                     kept,
                     received_at,
                     started,
@@ -238,8 +245,7 @@ async def _record(
     connection: IntegrationConnection,
     outcome: _Outcome,
     message_id: str,
-    event_type: str,
-    body: bytes,
+    body: _Body,
     headers: dict[str, str],
     received_at: Any,
     started: float,
@@ -249,11 +255,11 @@ async def _record(
         tenant_id=connection.tenant_id,
         direction=DeliveryDirection.INBOUND,
         connection_id=connection.id,
-        event_type=event_type,
+        event_type=body.event_type,
         message_id=message_id,
         status=DeliveryStatus.SUCCEEDED if outcome.accepted else DeliveryStatus.FAILED,
         signature_status=outcome.status,
-        payload=_body_text(body),
+        payload=body.text,
         headers=headers,
         attempt_count=1,
         finished_at=received_at,
@@ -284,8 +290,8 @@ async def _record(
                 "deliveryId": delivery.id,
                 "connectionId": connection.id,
                 "messageId": message_id,
-                "eventType": event_type,
-                **_payload_data(body),
+                "eventType": body.event_type,
+                **body.payload_data(),
             },
         )
     else:

@@ -151,6 +151,20 @@ async def test_nul_characters_in_a_signed_body_are_recorded_not_a_crash(
     assert all("\x00" not in json.dumps(e.data) for e in events)
 
 
+async def test_a_deeply_nested_body_is_recorded_not_a_crash(
+    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+) -> None:
+    """JSON nested past the parser's recursion limit is kept as text, signed or not."""
+    body = b"[" * 2000 + b"]" * 2000
+    unsigned = await inbound.post(body, {"content-type": "application/json"})
+    assert unsigned.status_code == 401, unsigned.text
+    signed = await inbound.post(body, inbound.signed(body, "msg_deep"))
+    assert signed.status_code == 200, signed.text
+    [event] = await events_of(server.services, "InboundWebhookReceived")
+    assert event.data["eventType"] == "unknown"
+    assert event.data["payload"] == body.decode()
+
+
 async def test_tampered_missing_and_stale_are_rejected_and_recorded(
     server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:
