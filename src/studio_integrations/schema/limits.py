@@ -258,19 +258,19 @@ def root_field_count(document: DocumentNode, operation_name: str | None) -> int:
 # --- the extension ----------------------------------------------------------------------
 
 
+class _NulLiteralFinder(Visitor):
+    found = False
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> Any:
+        if "\x00" in node.value:
+            self.found = True
+            return BREAK
+        return None
+
+
 def find_nul_literal(document: DocumentNode) -> str | None:
     """``"a string literal of the document"`` when one holds U+0000 (block strings too)."""
-
-    class _Finder(Visitor):
-        found = False
-
-        def enter_string_value(self, node: StringValueNode, *_: Any) -> Any:
-            if "\x00" in node.value:
-                self.found = True
-                return BREAK
-            return None
-
-    finder = _Finder()
+    finder = _NulLiteralFinder()
     visit(document, finder)
     return "a string literal of the document" if finder.found else None
 
