@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 _REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 # Keeps the subscription connection in subscribed mode even when no tenant is subscribed.
 _HEARTBEAT = "studio.bus.heartbeat"
+# How long a (re)connecting subscription waits for Redis to confirm it.
+CONFIRM_SECONDS = 5.0
 
 
 def _text(value: str | bytes) -> str:
@@ -121,6 +124,31 @@ class ResilientRedisBackend(BroadcastBackend):
                 await self._pubsub.aclose()
             self._pubsub = None
 
+    async def _confirmed(self) -> None:
+        """Publish a token on the heartbeat channel and read until it comes back. redis-py
+        sends SUBSCRIBE without reading its reply, and Redis answers one connection in
+        order, so once the token is here every SUBSCRIBE sent before it is in force. Only
+        then may the relay publish (``connected``): an event published earlier would reach
+        no one. Messages that arrive meanwhile are queued as usual."""
+        assert self._pubsub is not None
+        assert self._client is not None
+        token = f"ready-{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONFIRM_SECONDS
+        while loop.time() < deadline:
+            await self._client.publish(_HEARTBEAT, token)
+            resend = min(deadline, loop.time() + 0.5)
+            while (left := resend - loop.time()) > 0:
+                message = await self._pubsub.get_message(timeout=left)
+                if message is None or message.get("type") != "message":
+                    continue
+                if _text(message["channel"]) == _HEARTBEAT:
+                    if _text(message["data"]) == token:
+                        return
+                    continue
+                self._queue.put_nowait(Event(message["channel"], message["data"]))
+        raise RedisTimeoutError("the subscription was not confirmed")
+
     async def _read_forever(self) -> None:
         backoff = 0.05
         lost = False
@@ -129,8 +157,12 @@ class ResilientRedisBackend(BroadcastBackend):
             try:
                 self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 await self._pubsub.subscribe(*self._channels, _HEARTBEAT)
-                await self._pubsub.ping()  # a round trip: the connection is really up
-                await self._sync_channels()
+                while True:  # a channel wanted while confirming is subscribed and confirmed
+                    await self._sync_channels()
+                    synced = set(self._channels)
+                    await self._confirmed()
+                    if self._channels <= synced:
+                        break
                 if lost:
                     self.reconnects += 1
                     log.warning("event bus reconnected to redis")
