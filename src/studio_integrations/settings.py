@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+# The background workers a process can run (``STUDIO_WORKERS``, comma-separated; default all).
+WORKERS = ("relay", "dispatcher", "prober", "scheduler")
 DEV_ISSUER = "studio-integrations-dev"
 DEV_AUDIENCE = "studio-integrations"
 
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     bus_namespace: str = "studio"
     allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    # Which background workers this process runs. Every replica runs all of them by default
+    # (they share the work through leases); a replica that serves only API traffic sets none.
+    workers: Annotated[frozenset[str], NoDecode] = frozenset(WORKERS)
     log_level: str = "INFO"
 
     # Abuse limits (see auth/limits.py and schema/limits.py). A per-minute budget of 0 turns
@@ -112,6 +117,21 @@ class Settings(BaseSettings):
     def _parse_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _parse_workers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _check_workers(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(value - set(WORKERS))
+        if unknown:
+            raise ValueError(f"unknown workers {unknown}; choose from {', '.join(WORKERS)}")
         return value
 
     @property
