@@ -1,7 +1,7 @@
 """Two app processes (``studio-integrations serve``) over one PostgreSQL and one Redis.
 
-- Together they probe each connection once per interval: no connection's probes come closer
-  together than the interval allows, and both processes did some of the work (each reports
+- Together they probe each connection once per interval: no connection is probed more often
+  than its claims allow (counts, not timings: load cannot fail it), and both processes did some of the work (each reports
   its count at ``/healthz``).
 - One is killed (SIGKILL, mid-work): the other probes everything from then on, the dead one's
   claims included once their lease lapses.
@@ -19,7 +19,6 @@ import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -163,14 +162,12 @@ async def probe_times(server: LiveServer, since: datetime) -> dict[str, list[dat
     return times
 
 
-def closest_probes(times: dict[str, list[datetime]]) -> float:
-    """The smallest gap in seconds between two probes of one connection."""
-    gaps = [
-        (later - earlier).total_seconds()
-        for series in times.values()
-        for earlier, later in pairwise(series)
-    ]
-    return min(gaps)
+def most_probes_allowed(since: datetime, until: datetime) -> int:
+    """Probes of one connection that can start in [since, until] when each is claimed at least
+    one interval after the previous claim: one per interval, plus one claimed before ``since``
+    whose run started after it. Load only lowers the count; a second replica probing the same
+    connection (no lease) doubles it."""
+    return int((until - since).total_seconds() / INTERVAL) + 2
 
 
 async def test_two_processes_share_probes_and_one_survives_the_others_death(
@@ -187,9 +184,10 @@ async def test_two_processes_share_probes_and_one_survives_the_others_death(
     # within an interval, and both processes did part of the work.
     await asyncio.sleep(INTERVAL * 5)
     times = await probe_times(server, started)
+    allowed = most_probes_allowed(started, utcnow())
     assert set(times) == set(connections)
     assert all(len(series) >= 3 for series in times.values()), times
-    assert closest_probes(times) >= INTERVAL * 0.8, times
+    assert all(len(series) <= allowed for series in times.values()), (allowed, times)
     by_a, by_b = await a.probed(), await b.probed()
     assert by_a > 0 and by_b > 0, (by_a, by_b)
     assert by_a + by_b == sum(len(series) for series in times.values())
@@ -199,9 +197,11 @@ async def test_two_processes_share_probes_and_one_survives_the_others_death(
     killed = utcnow()
     lease = PROBE_TIMEOUT + LEASE_MARGIN_SECONDS
     await asyncio.sleep(lease + INTERVAL * 3)
-    after = await probe_times(server, killed + timedelta(seconds=lease))
+    since = killed + timedelta(seconds=lease)
+    after = await probe_times(server, since)
+    allowed = most_probes_allowed(since, utcnow())
     assert set(after) == set(connections), after
-    assert closest_probes(after) >= INTERVAL * 0.8, after
+    assert all(len(series) <= allowed for series in after.values()), (allowed, after)
 
     # B's detections reach a subscriber on another replica (this test's server) via Redis.
     async with subscribe(
