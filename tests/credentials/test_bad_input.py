@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
+import pytest_asyncio
 
-from tests.conftest import TokenFactory
+from tests.conftest import SharedApp
 from tests.credentials.conftest import (
     LOCAL_REF,
     REGISTER_CREDENTIAL,
@@ -22,7 +22,6 @@ from tests.credentials.conftest import (
     put_secret,
 )
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
 
 REF = "local://vault/secrets/"
 
@@ -35,12 +34,16 @@ class World:
     foreign_version: str  # an older version of `mixed`, tagged for globex
 
 
-@pytest.fixture
-async def world(server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory) -> World:
+# The cases only prove that nothing changes: one world per back end serves the module.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(shared: SharedApp) -> World:
     """acme: `deputy-api-key` (enabled, then a disabled newest), `all-disabled`, `expired`,
     `registered` (already bound), `mixed` (globex's old version, acme's newest);
     globex: `globex-key`; nobody: `untagged`."""
-    vault = server.services.vault
+    vault = shared.services.vault
     enabled = await put_secret(vault)
     disabled = await put_secret(vault, value="second")
     await vault.update_properties(SECRET, disabled.version, enabled=False)
@@ -57,11 +60,11 @@ async def world(server: LiveServer, http: httpx.AsyncClient, make_token: TokenFa
     await put_secret(vault, "mixed", tenant="acme")
     await put_secret(vault, "globex-key", tenant="globex")
     await put_secret(vault, "untagged", tenant=None)
-    token = make_token(
+    token = shared.make_token(
         tenant="acme", scopes="credentials:read credentials:write audit:read connections:read"
     )
     body = await gql(
-        http,
+        shared.http,
         REGISTER_CREDENTIAL,
         {"input": credential_input(keyVaultRef=f"{REF}registered")},
         token=token,
@@ -163,13 +166,13 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_bad_input_is_a_user_error_and_changes_nothing(
-    server: LiveServer, http: httpx.AsyncClient, world: World, case: str
+    shared: SharedApp, world: World, case: str
 ) -> None:
     overrides, expected = CASES[case]
-    before = await counts(server.services.db)
+    before = await counts(shared.services.db)
 
     body = await gql(
-        http,
+        shared.http,
         REGISTER_CREDENTIAL,
         {"input": credential_input(**overrides(world))},
         token=world.token,
@@ -180,12 +183,14 @@ async def test_bad_input_is_a_user_error_and_changes_nothing(
     assert payload["credential"] is None
     assert sorted((e["field"], e["code"]) for e in payload["userErrors"]) == sorted(expected)
     assert all(e["message"] for e in payload["userErrors"])
-    assert await counts(server.services.db) == before
+    assert await counts(shared.services.db) == before
 
 
 async def test_another_tenants_secret_is_indistinguishable_from_a_missing_one(
-    http: httpx.AsyncClient, world: World, make_token: TokenFactory
+    shared: SharedApp, world: World
 ) -> None:
+    http, make_token = shared.http, shared.make_token
+
     async def error_for(name: str) -> dict[str, Any]:
         body = await gql(
             http,

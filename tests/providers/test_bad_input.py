@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
+import pytest_asyncio
 
-from studio_integrations.domain.catalogue import CatalogueLoad
-from tests.conftest import TokenFactory
+from studio_integrations.domain.catalogue import load_catalogue
+from tests.conftest import SharedApp
 from tests.providers.conftest import (
     PROVIDERS,
     REGISTER_API_CLIENT,
@@ -19,7 +19,6 @@ from tests.providers.conftest import (
     provider_input,
 )
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
 
 UNKNOWN_PROVIDER_ID = "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"
 
@@ -32,14 +31,15 @@ class World:
     global_provider_id: str
 
 
-@pytest.fixture
-async def world(
-    server: LiveServer,
-    http: httpx.AsyncClient,
-    make_token: TokenFactory,
-    catalogue: CatalogueLoad,
-) -> World:
+# The cases only prove that nothing changes: one world per back end serves the module.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(shared: SharedApp) -> World:
     """acme owns `acme-hr` with client 1.0.0; globex owns `globex-hr`."""
+    await load_catalogue(shared.services.db)
+    http, make_token = shared.http, shared.make_token
     acme = make_token(tenant="acme", scopes="providers:read providers:write")
     globex = make_token(tenant="globex", scopes="providers:read providers:write")
     own = await gql(http, REGISTER_PROVIDER, {"input": provider_input()}, token=acme)
@@ -273,9 +273,8 @@ def _pairs(payload: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("case", list(PROVIDER_CASES), ids=list(PROVIDER_CASES))
-async def test_register_provider_rejects(
-    case: str, server: LiveServer, http: httpx.AsyncClient, world: World
-) -> None:
+async def test_register_provider_rejects(case: str, shared: SharedApp, world: World) -> None:
+    http, server = shared.http, shared
     overrides, expected = PROVIDER_CASES[case]
     before = await counts(server.services.db)
     body = await gql(
@@ -289,9 +288,8 @@ async def test_register_provider_rejects(
 
 
 @pytest.mark.parametrize("case", list(CLIENT_CASES), ids=list(CLIENT_CASES))
-async def test_register_api_client_rejects(
-    case: str, server: LiveServer, http: httpx.AsyncClient, world: World
-) -> None:
+async def test_register_api_client_rejects(case: str, shared: SharedApp, world: World) -> None:
+    http, server = shared.http, shared
     build, expected = CLIENT_CASES[case]
     before = await counts(server.services.db)
     body = await gql(http, REGISTER_API_CLIENT, {"input": build(world)}, token=world.token)
@@ -303,9 +301,10 @@ async def test_register_api_client_rejects(
 
 
 async def test_the_valid_inputs_the_cases_start_from_are_accepted(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    shared: SharedApp, world: World
 ) -> None:
     """Guards the cases above: each fails for its own reason, not a broken baseline."""
+    http, server = shared.http, shared
     before = await counts(server.services.db)
     provider = await gql(
         http, REGISTER_PROVIDER, {"input": provider_input(key="acme-hr-2")}, token=world.token
