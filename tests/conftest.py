@@ -212,7 +212,7 @@ async def shared(
 ) -> AsyncIterator[SharedApp]:
     directory = tmp_path_factory.mktemp("shared")
     async with fresh_backend(request.param, directory, sqlite_template, postgres_template) as b:
-        settings = make_settings(b, directory)
+        settings = make_settings(b, directory, workers=requested_workers(request))
         application = create_app(settings)
         async with (
             application.router.lifespan_context(application),

@@ -18,6 +18,7 @@ from studio_integrations.persistence.models import (
     IntegrationRun,
     OutboxMessage,
 )
+from studio_integrations.services import Services
 from studio_integrations.vault.base import SecretStore
 from tests.conftest import TokenFactory
 from tests.fakes.provider import FakeProvider, Reply
@@ -218,13 +219,13 @@ async def fake() -> AsyncIterator[FakeProvider]:
 
 @pytest.fixture
 async def world(
-    server: Any, http: httpx.AsyncClient, make_token: TokenFactory, fake: FakeProvider
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory, fake: FakeProvider
 ) -> World:
     token = make_token(tenant="acme")
     fake.on(VERIFY_PATH, Reply(json={"id": 7}, headers={"X-Request-Id": "req-ok"}))
     accepted = fake.require_key(VERIFY_PATH, {GOOD_KEY})
     provider_id = await register_fake_provider(http, token, fake.base_url)
-    credential_id = await register_secret_credential(http, token, server.services.vault)
+    credential_id = await register_secret_credential(http, token, services.vault)
     return World(fake, token, provider_id, credential_id, accepted)
 
 
@@ -275,12 +276,12 @@ class Foreign:
 
 @pytest.fixture
 async def foreign(
-    server: Any, http: httpx.AsyncClient, make_token: TokenFactory, world: World
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory, world: World
 ) -> Foreign:
     token = make_token(tenant="globex")
     provider_id = await register_fake_provider(http, token, world.fake.base_url)
     credential_id = await register_secret_credential(
-        http, token, server.services.vault, name="globex-hr-key", tenant="globex"
+        http, token, services.vault, name="globex-hr-key", tenant="globex"
     )
     data = await ok(
         http,
@@ -313,11 +314,11 @@ def user_errors(payload: dict[str, Any]) -> list[tuple[str | None, str, str]]:
     return [(e["field"], e["code"], e["message"]) for e in payload["userErrors"]]
 
 
-async def stop_prober(server: Any) -> None:
+async def stop_prober(services: Services) -> None:
     """Stop the server's health prober (when this build has one). It probes every connection
     as soon as it is established; tests that count rows, runs, events or provider requests
     must not race those probes."""
-    prober = getattr(server.services, "health_prober", None)
+    prober = getattr(services, "health_prober", None)
     if prober is not None:
         await prober.stop()
 
@@ -325,4 +326,4 @@ async def stop_prober(server: Any) -> None:
 @pytest.fixture
 async def quiet(server: Any) -> None:
     """The `server` without its health prober (see ``stop_prober``)."""
-    await stop_prober(server)
+    await stop_prober(server.services)

@@ -69,8 +69,8 @@ class Refusals:
 
 
 @pytest.fixture
-def refused(server: LiveServer, http: httpx.AsyncClient, world: World) -> Refusals:
-    return Refusals(server.services, http, world.fake)
+def refused(services: Services, http: httpx.AsyncClient, world: World) -> Refusals:
+    return Refusals(services, http, world.fake)
 
 
 def codes(errors: Errors) -> list[tuple[str | None, str]]:
@@ -148,9 +148,9 @@ async def test_establish_configuration_checks(world: World, refused: Refusals) -
 
 
 async def test_establish_signing_secret_ref_checks(
-    server: LiveServer, world: World, refused: Refusals
+    services: Services, world: World, refused: Refusals
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     await vault.set_secret("globex-inbound", "whsec-globex", tags={"studio-tenant": "globex"})
 
     async def establish(ref: str) -> Errors:
@@ -201,7 +201,7 @@ async def strict(backend: Backend, tmp_path: Path) -> AsyncIterator[LiveServer]:
     """A server with the production egress policy (STUDIO_ALLOW_LOOPBACK_TARGETS off)."""
     settings = make_settings(backend, tmp_path / "strict", allow_loopback_targets=False)
     async with serve(create_app(settings)) as live:
-        await stop_prober(live)
+        await stop_prober(live.services)
         yield live
 
 
@@ -278,7 +278,7 @@ async def test_egress_refused_without_a_request(
 
 
 async def test_update_refusals(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     world: World,
     foreign: Foreign,
@@ -286,7 +286,7 @@ async def test_update_refusals(
 ) -> None:
     connection = await establish_offline(http, world)
     other = await establish_offline(http, world, name="HR staging")
-    await server.services.vault.set_secret(
+    await services.vault.set_secret(
         "globex-inbound", "whsec-globex", tags={"studio-tenant": "globex"}
     )
 
@@ -388,11 +388,11 @@ async def test_test_and_retire_refusals(
 
 
 async def test_mutations_need_connections_write(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory, world: World
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory, world: World
 ) -> None:
     connection = await establish_offline(http, world)
     reader = make_token(scopes="connections:read credentials:read providers:read audit:read")
-    before = await counts(server.services.db)
+    before = await counts(services.db)
     calls = len(world.fake.requests)
     attempts: list[tuple[str, str, dict[str, Any]]] = [
         (
@@ -408,7 +408,7 @@ async def test_mutations_need_connections_write(
         body = await gql(http, document, variables, token=reader)
         assert body["data"] == {root: None}, body
         assert error_codes(body) == ["FORBIDDEN"], body
-    assert await counts(server.services.db) == before
+    assert await counts(services.db) == before
     assert len(world.fake.requests) == calls
     data = await ok(http, NODE, {"id": connection["id"]}, reader)
     assert (data["node"]["name"], data["node"]["status"]) == (connection["name"], "ACTIVE")

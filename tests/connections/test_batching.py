@@ -31,6 +31,7 @@ from studio_integrations.persistence.models import (
     Provider,
     RunAttempt,
 )
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.support.graphql import gql
 from tests.support.live import LiveServer
@@ -67,11 +68,11 @@ query {
 EXPECTED_STATEMENTS = 7
 
 
-async def seed(server: LiveServer, tenant: str, n: int) -> None:
+async def seed(services: Services, tenant: str, n: int) -> None:
     """``n`` connections over three providers, each with its own credential, a checked health
     row, a timeline and four runs of two attempts: written straight into the tenant."""
     now = datetime.now(UTC)
-    async with server.services.db.transaction(TenantScope.of(tenant)) as session:
+    async with services.db.transaction(TenantScope.of(tenant)) as session:
         providers = [
             Provider(
                 id=new_id("Provider"),
@@ -189,7 +190,7 @@ async def test_listing_costs_a_constant_number_of_statements(
     db = server.services.db
     sizes = {"small": 10, "large": 100}
     for tenant, n in sizes.items():
-        await seed(server, tenant, n)
+        await seed(server.services, tenant, n)
 
     statements: dict[int, int] = {}
     for tenant, n in sizes.items():

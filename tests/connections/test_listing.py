@@ -11,6 +11,7 @@ import pytest
 from studio_integrations.domain.enums import ConnectionStatus
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationConnection
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.connections.conftest import (
     AUDIT,
@@ -24,7 +25,6 @@ from tests.connections.conftest import (
     register_fake_provider,
 )
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 
 SMS_SCHEMA = {
     "type": "object",
@@ -62,7 +62,7 @@ query ($filter: IntegrationConnectionFilter, $orderBy: IntegrationConnectionOrde
 
 @pytest.fixture
 async def fleet(
-    server: LiveServer, http: httpx.AsyncClient, world: World, foreign: Foreign
+    services: Services, http: httpx.AsyncClient, world: World, foreign: Foreign
 ) -> dict[str, Any]:
     """Seven acme connections across two providers, three projects and three statuses (and
     globex's one, which acme must never see)."""
@@ -87,7 +87,7 @@ async def fleet(
                 http, RETIRE, {"id": connection["id"], "confirmName": name}, world.token
             )
             assert data["retireConnection"]["userErrors"] == []
-    async with server.services.db.transaction(TenantScope.of("acme")) as session:
+    async with services.db.transaction(TenantScope.of("acme")) as session:
         row = await session.get(IntegrationConnection, ids["delta"])
         assert row is not None
         row.status = ConnectionStatus.DEGRADED  # as the health prober would leave it
@@ -252,8 +252,8 @@ async def test_tenant_isolation_of_list_and_node(
     assert await names(http, make_token(tenant="initech")) == []
 
 
-async def test_update_happy_path(server: LiveServer, http: httpx.AsyncClient, world: World) -> None:
-    vault = server.services.vault
+async def test_update_happy_path(services: Services, http: httpx.AsyncClient, world: World) -> None:
+    vault = services.vault
     await vault.set_secret("hr-inbound", "whsec-test-value", tags={"studio-tenant": "acme"})
     inbound = f"{vault.vault_url}/secrets/hr-inbound"
     connection = await establish_offline(http, world)

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Base
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.connections.conftest import (
     ESTABLISH,
@@ -39,7 +40,6 @@ from tests.connections.conftest import (
 )
 from tests.fakes.provider import FakeProvider, Reply
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
 
 INTROSPECT = """
 query {
@@ -134,7 +134,7 @@ def canary(kind: str) -> str:
 
 
 async def test_no_secret_reaches_a_response_event_row_or_log(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     fake: FakeProvider,
@@ -142,7 +142,7 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     token = make_token(tenant="acme")
-    vault = server.services.vault
+    vault = services.vault
     header_key, query_key, password, client_secret = (
         canary("header"),
         canary("query"),
@@ -323,7 +323,7 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
 
     for body in bodies:
         assert_clean(json.dumps(body), "a GraphQL response")
-    async with server.services.db.session(TenantScope.system_scope()) as session:
+    async with services.db.session(TenantScope.system_scope()) as session:
         for table in Base.metadata.sorted_tables:
             rows = (await session.execute(select(table))).all()
             assert_clean(json.dumps([list(r) for r in rows], default=str), f"table {table.name}")

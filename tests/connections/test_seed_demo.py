@@ -116,7 +116,7 @@ async def test_seed_demo_is_idempotent_and_served(
     assert "0 secrets, 0 credentials and 0 connections created" in second_err
 
     async with serve(create_app(settings)) as live:
-        await stop_prober(live)  # it would try to reach the demo hosts
+        await stop_prober(live.services)  # it would try to reach the demo hosts
         vault = live.services.vault
         token = make_token(tenant="acme")
         async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from studio_integrations.services import Services
 from tests.connections.conftest import (
     AUDIT,
     CONNECTIONS,
@@ -20,11 +21,10 @@ from tests.connections.conftest import (
     ok,
 )
 from tests.fakes.provider import Reply
-from tests.support.live import LiveServer
 
 
 async def test_wizard_establish_test_detail_retire(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
     fake, token = world.fake, world.token
 
@@ -103,11 +103,11 @@ async def test_wizard_establish_test_detail_retire(
     assert [c["id"] for c in data["integrationConnections"]["nodes"]] == [connection_id]
 
     # Retire: a wrong confirmation changes nothing; the right one retires for good.
-    before = await counts(server.services.db)
+    before = await counts(services.db)
     data = await ok(http, RETIRE, {"id": connection_id, "confirmName": "HR prod"}, token)
     assert data["retireConnection"]["connection"] is None
     assert [e["code"] for e in data["retireConnection"]["userErrors"]] == ["CONFIRMATION_MISMATCH"]
-    assert await counts(server.services.db) == before
+    assert await counts(services.db) == before
     data = await ok(http, RETIRE, {"id": connection_id, "confirmName": "HR production"}, token)
     retired = data["retireConnection"]["connection"]
     assert retired["status"] == "RETIRED"
@@ -144,7 +144,7 @@ async def test_wizard_establish_test_detail_retire(
 
 
 async def test_failed_test_on_establish_leaves_no_active_connection(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
     world.accepted.clear()  # the provider refuses the key
     data = await ok(
@@ -184,7 +184,7 @@ async def test_failed_test_on_establish_leaves_no_active_connection(
 
 
 async def test_establish_without_test_makes_no_outbound_call(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
     data = await ok(
         http,

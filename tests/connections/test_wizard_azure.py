@@ -15,6 +15,7 @@ import httpx
 import pytest
 from azure.keyvault.secrets._shared import http_challenge_cache
 
+from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from studio_integrations.vault.azure import AzureKeyVaultStore
 from tests.conftest import make_settings
@@ -34,7 +35,6 @@ from tests.connections.conftest import (
 from tests.fakes.keyvault import KeyVaultStandIn, StaticTokenCredential
 from tests.fakes.provider import Reply
 from tests.support.backends import Backend
-from tests.support.live import LiveServer
 
 # The prober would fetch the secret and call the provider between the steps counted here.
 pytestmark = pytest.mark.usefixtures("quiet")
@@ -70,9 +70,9 @@ def settings(
 
 
 async def test_wizard_against_key_vault(
-    server: LiveServer, http: httpx.AsyncClient, world: World, standin: KeyVaultStandIn
+    services: Services, http: httpx.AsyncClient, world: World, standin: KeyVaultStandIn
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     assert isinstance(vault, AzureKeyVaultStore)
     fake, token = world.fake, world.token
     (stored,) = standin.secrets["fake-hr-key"]

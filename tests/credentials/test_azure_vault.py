@@ -10,12 +10,12 @@ import httpx
 import pytest
 from azure.keyvault.secrets._shared import http_challenge_cache
 
+from studio_integrations.services import Services
 from studio_integrations.vault.azure import AzureKeyVaultStore
 from tests.conftest import TokenFactory
 from tests.credentials.conftest import REGISTER_CREDENTIAL, credential_input
 from tests.fakes.keyvault import KeyVaultStandIn, StaticTokenCredential
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
 from tests.vault.test_azure_store import open_store
 
 NAME = "deputy-api-key"
@@ -31,11 +31,11 @@ async def standin(tmp_path: Path) -> AsyncIterator[KeyVaultStandIn]:
 
 @pytest.fixture
 async def azure_store(
-    server: LiveServer, standin: KeyVaultStandIn, monkeypatch: pytest.MonkeyPatch
+    services: Services, standin: KeyVaultStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[AzureKeyVaultStore]:
     """The server's secret store, swapped for the Key Vault store for this test."""
     store = open_store(standin, StaticTokenCredential())
-    monkeypatch.setattr(server.services, "vault", store)
+    monkeypatch.setattr(services, "vault", store)
     yield store
     await store.close()
 

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.credentials.conftest import (
     AUDIT,
@@ -22,7 +23,6 @@ from tests.credentials.conftest import (
     put_secret,
 )
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 
 
 async def register(http: httpx.AsyncClient, token: str, **overrides: Any) -> dict[str, Any]:
@@ -42,9 +42,9 @@ async def list_credentials(http: httpx.AsyncClient, token: str, **flt: Any) -> l
 
 
 async def test_register_pins_the_newest_enabled_version_and_lists_metadata(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     await put_secret(vault, value="first")
     newest = await put_secret(vault, value="second")
     token = make_token(tenant="acme")
@@ -75,13 +75,13 @@ async def test_register_pins_the_newest_enabled_version_and_lists_metadata(
     assert events[0]["data"]["keyVaultRef"] == LOCAL_REF
     assert events[0]["data"]["authMode"] == "API_KEY"
     assert events[0]["data"]["currentVersion"] == newest.version
-    assert await counts(server.services.db) == Counts(credentials=1, audit_events=1, outbox=1)
+    assert await counts(services.db) == Counts(credentials=1, audit_events=1, outbox=1)
 
 
 async def test_a_versioned_reference_pins_that_version(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     older = await put_secret(vault, value="first")
     await put_secret(vault, value="second")
 
@@ -94,9 +94,9 @@ async def test_a_versioned_reference_pins_that_version(
 
 
 async def test_a_disabled_newest_version_is_skipped(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     enabled = await put_secret(vault, value="first")
     disabled = await put_secret(vault, value="second")
     await vault.update_properties(SECRET, disabled.version, enabled=False)
@@ -108,9 +108,9 @@ async def test_a_disabled_newest_version_is_skipped(
 
 
 async def test_rotation_policy_and_name_defaults(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    await put_secret(server.services.vault)
+    await put_secret(services.vault)
     payload = await register(
         http,
         make_token(scopes="credentials:read credentials:write connections:read"),
@@ -130,9 +130,9 @@ async def test_rotation_policy_and_name_defaults(
 
 
 async def test_filters(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     token = make_token()
     for name in ("deputy-key", "braze-token", "bill-basic"):
         await put_secret(vault, name)
@@ -193,9 +193,9 @@ async def test_filters(
 
 
 async def test_tenant_isolation_of_list_and_node(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     await put_secret(vault, "acme-key", tenant="acme")
     await put_secret(vault, "globex-key", tenant="globex")
     acme, globex = make_token(tenant="acme"), make_token(tenant="globex")
@@ -213,10 +213,10 @@ async def test_tenant_isolation_of_list_and_node(
 
 @pytest.mark.parametrize("scopes", ["credentials:read", "providers:write audit:read"])
 async def test_register_without_credentials_write_is_forbidden_and_writes_nothing(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory, scopes: str
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory, scopes: str
 ) -> None:
-    await put_secret(server.services.vault)
-    before = await counts(server.services.db)
+    await put_secret(services.vault)
+    before = await counts(services.db)
     body = await gql(
         http,
         REGISTER_CREDENTIAL,
@@ -225,13 +225,13 @@ async def test_register_without_credentials_write_is_forbidden_and_writes_nothin
     )
     assert body["data"]["registerCredential"] is None
     assert error_codes(body) == ["FORBIDDEN"]
-    assert await counts(server.services.db) == before
+    assert await counts(services.db) == before
 
 
 async def test_reading_without_credentials_read_is_forbidden_field_by_field(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    await put_secret(server.services.vault)
+    await put_secret(services.vault)
     payload = await register(http, make_token())
     credential_id = payload["credential"]["id"]
     token = make_token(scopes="credentials:write providers:read")

@@ -24,6 +24,7 @@ from studio_integrations.persistence.models import (
     OutboxMessage,
     Provider,
 )
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.credentials.conftest import (
     AUDIT,
@@ -39,14 +40,14 @@ from tests.support.live import LiveServer
 
 
 async def test_a_canary_secret_appears_in_no_response_event_or_log(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     canary = f"canary-{uuid.uuid4().hex}"
-    vault = server.services.vault
+    vault = services.vault
     version = await put_secret(vault, value=canary)
 
     async def no_reading(*_args: Any, **_kwargs: Any) -> Any:
@@ -83,7 +84,7 @@ async def test_a_canary_secret_appears_in_no_response_event_or_log(
 
     for body in bodies:
         assert canary not in json.dumps(body)
-    async with server.services.db.session(TenantScope.system_scope()) as session:
+    async with services.db.session(TenantScope.system_scope()) as session:
         events = (await session.execute(select(AuditEvent))).scalars().all()
         outbox = (await session.execute(select(OutboxMessage))).scalars().all()
     assert [e.type for e in events] == ["CredentialRegistered"]
@@ -96,10 +97,10 @@ async def test_a_canary_secret_appears_in_no_response_event_or_log(
     assert canary not in caplog.text
 
 
-async def _seed(server: LiveServer, tenant: str, n: int, provider_id: str) -> None:
+async def _seed(services: Services, tenant: str, n: int, provider_id: str) -> None:
     """``n`` credentials with two connections each, written straight into the tenant."""
     expires = datetime.now(UTC) + timedelta(days=30)
-    async with server.services.db.transaction(TenantScope.of(tenant)) as session:
+    async with services.db.transaction(TenantScope.of(tenant)) as session:
         for i in range(n):
             credential = Credential(
                 id=new_id("Credential"),
@@ -141,8 +142,8 @@ async def test_listing_with_connections_issues_a_constant_number_of_statements(
                 select(Provider).where(Provider.key == "deputy", Provider.tenant_id.is_(None))
             )
         ).scalar_one()
-    await _seed(server, "small", 5, deputy.id)
-    await _seed(server, "large", 50, deputy.id)
+    await _seed(server.services, "small", 5, deputy.id)
+    await _seed(server.services, "large", 50, deputy.id)
 
     statements: dict[int, int] = {}
     for tenant, n in (("small", 5), ("large", 50)):

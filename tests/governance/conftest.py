@@ -13,6 +13,7 @@ import pytest
 
 from studio_integrations.app import create_app
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage, Provider
+from studio_integrations.services import Services
 from tests.conftest import make_settings
 from tests.support.backends import Backend
 from tests.support.live import LiveServer, serve
@@ -43,10 +44,8 @@ def provider_input(**overrides: Any) -> dict[str, Any]:
     return values
 
 
-async def registry_counts(server: LiveServer) -> dict[str, int]:
-    return await row_counts(
-        server.services.db, providers=Provider, audit=AuditEvent, outbox=OutboxMessage
-    )
+async def registry_counts(services: Services) -> dict[str, int]:
+    return await row_counts(services.db, providers=Provider, audit=AuditEvent, outbox=OutboxMessage)
 
 
 ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[LiveServer]]

@@ -129,13 +129,13 @@ async def test_a_costly_mutation_is_refused_and_writes_nothing(
     costly = """mutation ($input: RegisterProviderInput!) {
       registerProvider(input: $input) { provider { id apiClients { id } } userErrors { code } } }"""
     async with limited_server(max_query_cost=30) as server, client(server) as http:
-        before = await registry_counts(server)
+        before = await registry_counts(server.services)
         body = await gql(http, costly, {"input": provider_input()}, token=make_token())
         assert error_codes(body) == ["QUERY_TOO_COSTLY"] and body["data"] is None
-        assert await registry_counts(server) == before
+        assert await registry_counts(server.services) == before
         done = await gql(http, cheap, {"input": provider_input()}, token=make_token())
         assert done["data"]["registerProvider"]["provider"]["id"]
-        after = await registry_counts(server)
+        after = await registry_counts(server.services)
         assert after["providers"] == before["providers"] + 1
 
 

@@ -148,10 +148,12 @@ async def test_mutations_per_token(limited_server: ServerFactory, make_token: To
             response = await register(http, alice)
             assert response.status_code == 200
             assert response.json()["data"]["registerProvider"]["userErrors"] == []
-        before = await registry_counts(server)
+        before = await registry_counts(server.services)
         extensions = assert_rate_limited(await register(http, alice), "token")
         assert extensions["retryAfter"] <= 20  # 3 per minute
-        assert await registry_counts(server) == before  # the refused mutation wrote nothing
+        assert (
+            await registry_counts(server.services) == before
+        )  # the refused mutation wrote nothing
         # Another token of the same tenant has its own budget.
         bob = await register(http, make_token(subject="bob"))
         assert bob.status_code == 200 and bob.json()["data"]["registerProvider"]["provider"]

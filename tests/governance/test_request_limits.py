@@ -89,11 +89,11 @@ async def test_an_oversized_streamed_body_without_content_length_is_413(
 async def test_an_oversized_mutation_writes_nothing(
     small: LiveServer, client: httpx.AsyncClient
 ) -> None:
-    before = await registry_counts(small)
+    before = await registry_counts(small.services)
     big = provider_input(description="d" * MAX_BYTES)
     body = json.dumps({"query": REGISTER_PROVIDER, "variables": {"input": big}})
     refusal(await post(client, body), 413, "PAYLOAD_TOO_LARGE")
-    assert await registry_counts(small) == before
+    assert await registry_counts(small.services) == before
     small_enough = json.dumps(
         {"query": REGISTER_PROVIDER, "variables": {"input": provider_input()}}
     )
@@ -147,11 +147,11 @@ async def test_json_with_a_charset_is_fine(client: httpx.AsyncClient) -> None:
 async def test_batches_are_refused_and_none_of_their_operations_run(
     small: LiveServer, client: httpx.AsyncClient
 ) -> None:
-    before = await registry_counts(small)
+    before = await registry_counts(small.services)
     batch = [{"query": REGISTER_PROVIDER, "variables": {"input": provider_input()}}] * 2
     body = refusal(await post(client, json.dumps(batch)), 400, "BATCHING_NOT_SUPPORTED")
     assert "one operation per request" in body["errors"][0]["message"]
-    assert await registry_counts(small) == before
+    assert await registry_counts(small.services) == before
 
 
 def nested(levels: int) -> Any:
@@ -248,7 +248,7 @@ async def test_text_with_a_nul_character_is_refused_and_writes_nothing(
     small: LiveServer, client: httpx.AsyncClient, variables: dict[str, Any], path: str
 ) -> None:
     """PostgreSQL holds U+0000 in neither text nor jsonb: refused before anything runs."""
-    before = await registry_counts(small)
+    before = await registry_counts(small.services)
     response = await client.post(
         "/graphql", json={"query": REGISTER_PROVIDER, "variables": variables}
     )
@@ -256,7 +256,7 @@ async def test_text_with_a_nul_character_is_refused_and_writes_nothing(
     assert error_codes(body) == ["NUL_CHARACTER"], body
     assert body["errors"][0]["extensions"]["path"] == path
     assert body["data"] is None
-    assert await registry_counts(small) == before
+    assert await registry_counts(small.services) == before
 
 
 async def test_a_nul_character_in_a_literal_or_a_query_filter_is_refused(

@@ -9,10 +9,10 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.governance.conftest import ServerFactory
 from tests.support.events import emit
-from tests.support.live import LiveServer
 from tests.support.ws import init, receive, send, ws_connect
 
 AUDIT = {"query": "subscription { auditEvents { id tenantId } }"}
@@ -35,14 +35,14 @@ async def next_message(ws: ClientConnection) -> dict[str, Any]:
     return await asyncio.wait_for(receive(ws), 10)
 
 
-def subscribers(server: LiveServer, tenant: str) -> Callable[[], int]:
-    return lambda: server.services.bus.local_subscribers(tenant)
+def subscribers(services: Services, tenant: str) -> Callable[[], int]:
+    return lambda: services.bus.local_subscribers(tenant)
 
 
 async def events_reach(
-    server: LiveServer, ws: ClientConnection, ids: set[str], tenant: str = "acme"
+    services: Services, ws: ClientConnection, ids: set[str], tenant: str = "acme"
 ) -> None:
-    sent = await emit(server.services, tenant)
+    sent = await emit(services, tenant)
     got: dict[str, str] = {}
     while set(got) != ids:
         message = await next_message(ws)
@@ -60,7 +60,7 @@ def too_many(message: dict[str, Any], operation_id: str, scope: str, limit: int)
 
 async def test_per_connection_cap(limited_server: ServerFactory, make_token: TokenFactory) -> None:
     async with limited_server(max_subscriptions_per_connection=2) as server:
-        live = subscribers(server, "acme")
+        live = subscribers(server.services, "acme")
         async with ws_connect(server.ws_url) as ws:
             assert (await init(ws, make_token()))["type"] == "connection_ack"
             await subscribe(ws, "a")
@@ -94,12 +94,14 @@ async def test_per_tenant_cap(limited_server: ServerFactory, make_token: TokenFa
                 too_many(await next_message(second), "c", "tenant", 2)
                 # Another tenant is not affected.
                 await subscribe(globex, "g")
-                await until(lambda: subscribers(server, "globex")() == 1, "globex subscriber")
+                await until(
+                    lambda: subscribers(server.services, "globex")() == 1, "globex subscriber"
+                )
                 await events_reach(server, globex, {"g"}, tenant="globex")
             # Closing the first socket gives its slots back.
             await until(lambda: slots.live("acme") == 0, "acme slots released")
             await subscribe(second, "d")
-            await until(lambda: subscribers(server, "acme")() == 1, "d's bus subscription")
+            await until(lambda: subscribers(server.services, "acme")() == 1, "d's bus subscription")
             await events_reach(server, second, {"d"})
         await until(lambda: slots.live("globex") == 0, "globex slots released")
 

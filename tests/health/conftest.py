@@ -33,7 +33,6 @@ from tests.connections.conftest import (  # noqa: F401  (fixtures)
     ok,
     world,
 )
-from tests.support.live import LiveServer
 
 PROBE_INTERVAL = 10.0
 
@@ -82,11 +81,11 @@ def make_prober(
 
 
 @pytest.fixture
-async def prober(server: LiveServer, clock: Clock) -> HealthProber:
+async def prober(services: Services, clock: Clock) -> HealthProber:
     """A prober on the controlled clock; the server's own is stopped so it cannot race."""
-    assert server.services.health_prober is not None
-    await server.services.health_prober.stop()
-    return make_prober(server.services, clock)
+    assert services.health_prober is not None
+    await services.health_prober.stop()
+    return make_prober(services, clock)
 
 
 async def establish(

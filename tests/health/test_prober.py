@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from studio_integrations.services import Services
 from studio_integrations.workers.health_prober import HealthProber
 from tests.conftest import TokenFactory
 from tests.fakes.provider import Reply
@@ -18,7 +19,6 @@ from tests.health.conftest import (
     ok,
 )
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
 
 EXTERNAL_HEALTH = """
 query ($filter: ExternalHealthFilter) {
@@ -62,14 +62,14 @@ async def probe(prober: HealthProber, clock: Clock, seconds: float = PROBE_INTER
 
 
 async def test_circuit_statuses_events_and_escalation(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     world: World,
     prober: HealthProber,
     clock: Clock,
     make_token: TokenFactory,
 ) -> None:
-    db = server.services.db
+    db = services.db
     connection_id = await establish(http, world)  # its live test is the first signal
     rows = await health_rows(db, connection_id)
     assert (rows.health.status, rows.health.circuit_state) == ("HEALTHY", "CLOSED")
@@ -216,13 +216,13 @@ async def test_circuit_statuses_events_and_escalation(
 
 
 async def test_a_new_failure_after_recovery_starts_a_new_group(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     world: World,
     prober: HealthProber,
     clock: Clock,
 ) -> None:
-    db = server.services.db
+    db = services.db
     connection_id = await establish(http, world)
     world.fake.on(VERIFY_PATH, Reply(503))
     assert await probe(prober, clock) == 1
@@ -238,7 +238,7 @@ async def test_a_new_failure_after_recovery_starts_a_new_group(
 
 
 async def test_retired_connections_are_not_probed(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     world: World,
     prober: HealthProber,

@@ -29,6 +29,7 @@ from studio_integrations.domain.enums import RunKind
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationRun
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from studio_integrations.workers.health_prober import LEASE_MARGIN_SECONDS
 from tests.conftest import TEST_SIGNING_KEY, make_settings
@@ -138,7 +139,7 @@ class AppProcess:
 
 @pytest.fixture
 async def processes(settings: Settings, server: LiveServer) -> AsyncIterator[list[AppProcess]]:
-    await stop_prober(server)  # this test's own replica only serves the API
+    await stop_prober(server.services)  # this test's own replica only serves the API
     apps = [AppProcess("A", settings), AppProcess("B", settings)]
     try:
         await asyncio.gather(*(app.start() for app in apps))
@@ -147,8 +148,8 @@ async def processes(settings: Settings, server: LiveServer) -> AsyncIterator[lis
         await asyncio.gather(*(app.stop() for app in apps))
 
 
-async def probe_times(server: LiveServer, since: datetime) -> dict[str, list[datetime]]:
-    async with server.services.db.session(TenantScope.system_scope()) as session:
+async def probe_times(services: Services, since: datetime) -> dict[str, list[datetime]]:
+    async with services.db.session(TenantScope.system_scope()) as session:
         rows = (
             await session.execute(
                 select(IntegrationRun.connection_id, IntegrationRun.started_at)
@@ -183,7 +184,7 @@ async def test_two_processes_share_probes_and_one_survives_the_others_death(
     # Shared: after a few intervals every connection was probed several times, never twice
     # within an interval, and both processes did part of the work.
     await asyncio.sleep(INTERVAL * 5)
-    times = await probe_times(server, started)
+    times = await probe_times(server.services, started)
     allowed = most_probes_allowed(started, utcnow())
     assert set(times) == set(connections)
     assert all(len(series) >= 3 for series in times.values()), times
@@ -198,7 +199,7 @@ async def test_two_processes_share_probes_and_one_survives_the_others_death(
     lease = PROBE_TIMEOUT + LEASE_MARGIN_SECONDS
     await asyncio.sleep(lease + INTERVAL * 3)
     since = killed + timedelta(seconds=lease)
-    after = await probe_times(server, since)
+    after = await probe_times(server.services, since)
     allowed = most_probes_allowed(since, utcnow())
     assert set(after) == set(connections), after
     assert all(len(series) <= allowed for series in after.values()), (allowed, after)

@@ -10,6 +10,7 @@ import httpx
 
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import HealthStateRepository
+from studio_integrations.services import Services
 from studio_integrations.workers.health_prober import HealthProber
 from tests.health.conftest import (
     PROBE_INTERVAL,
@@ -19,7 +20,6 @@ from tests.health.conftest import (
     establish,
     make_prober,
 )
-from tests.support.live import LiveServer
 
 CONNECTIONS = 8
 
@@ -32,13 +32,13 @@ async def _drain(prober: HealthProber) -> None:
 
 
 async def test_replicas_probe_each_connection_once_per_interval(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     world: World,
     prober: HealthProber,  # stops the server's own prober
     clock: Clock,
 ) -> None:
-    services = server.services
+    services = services
     ids = {await establish(http, world, name=f"HR {i}") for i in range(CONNECTIONS)}
     other_db = Database(services.settings.database_url)
     try:

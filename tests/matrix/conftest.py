@@ -4,9 +4,9 @@ the success case of every mutation (``cases.py``).
 Each tenant has a provider and API client, a credential whose canary secret the fake
 provider accepts, a connection with runs, a failing connection (its failed test is an
 ``IntegrationFailure``), a promoted ``CredentialRotation`` of a GENERATED credential, and a
-webhook subscription to a receiver on loopback with a delivered ``WebhookDelivery``. The
-server's health prober is stopped: probes would write events and runs under the "nothing
-changed" assertions.
+webhook subscription to a receiver on loopback with a delivered ``WebhookDelivery``. No
+health prober runs: probes would write events and runs under the "nothing changed"
+assertions.
 
 ``TenantWorld.ids`` maps a GraphQL type name to one of the tenant's objects of that type, so
 the matrix tests can reach any type through ``node(id:)`` and swap any id for the other
@@ -23,10 +23,12 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage
-from tests.conftest import TokenFactory
+from studio_integrations.services import Services
+from tests.conftest import SharedApp, TokenFactory
 from tests.connections.conftest import (
     ESTABLISH,
     TEST,
@@ -35,14 +37,17 @@ from tests.connections.conftest import (
     ok,
     register_fake_provider,
     register_secret_credential,
-    stop_prober,
 )
 from tests.fakes.provider import FakeProvider, Reply
 from tests.fakes.receiver import WebhookReceiver
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, serve
 from tests.support.rows import row_counts
 
 TENANTS = ("acme", "globex")
+
+# Every matrix module: its tests share the module's world, in the module's event loop; the
+# dispatcher delivers the world's webhook.
+MATRIX = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.workers("relay", "dispatcher")]
 
 REGISTER_API_CLIENT = """
 mutation ($input: RegisterApiClientInput!) {
@@ -110,7 +115,7 @@ class World:
 
 
 async def _build_tenant(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     fake: FakeProvider,
     receiver: WebhookReceiver,
@@ -138,7 +143,7 @@ async def _build_tenant(
     tw.ids["Credential"] = await register_secret_credential(
         http,
         tw.token,
-        server.services.vault,
+        services.vault,
         name=f"matrix-key-{tw.tenant}",
         tenant=tw.tenant,
         value=canary,
@@ -154,7 +159,7 @@ async def _build_tenant(
     tw.ids["IntegrationRun"] = data["establishConnection"]["testRun"]["id"]
 
     # A webhook subscription to the tested event, so the next test is delivered.
-    vault = server.services.vault
+    vault = services.vault
     data = await ok(
         http,
         CREATE_SUBSCRIPTION,
@@ -236,20 +241,20 @@ async def _delivered(http: httpx.AsyncClient, tw: TenantWorld) -> str:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def world(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
-) -> AsyncIterator[World]:
-    await stop_prober(server)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(shared: SharedApp) -> AsyncIterator[World]:
+    """One world per module and back end (the modules run in the module's loop and ask for
+    the dispatcher: see ``MATRIX``)."""
+    http, make_token = shared.http, shared.make_token
     fake, receiver = FakeProvider(), WebhookReceiver()
-    async with fake.running(), receiver.running():
+    async with serve(shared.app, lifespan="off") as server, fake.running(), receiver.running():
         fake.on(VERIFY_PATH, Reply(json={"ok": True}, headers={"X-Request-Id": "req-1"}))
         keys = {t: f"canary-{t}-{uuid.uuid4().hex}" for t in TENANTS}
         fake.require_key(VERIFY_PATH, set(keys.values()))
         canaries = set(keys.values())
         tenants = {t: TenantWorld(t, make_token(tenant=t)) for t in TENANTS}
         for tw in tenants.values():
-            await _build_tenant(server, http, fake, receiver, tw, keys[tw.tenant], canaries)
+            await _build_tenant(server.services, http, fake, receiver, tw, keys[tw.tenant], canaries)
         yield World(server, http, fake, receiver, make_token, tenants, canaries)
 
 

@@ -8,12 +8,14 @@ from sqlalchemy import select
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent
 from tests.matrix.cases import CASES
-from tests.matrix.conftest import World
+from tests.matrix.conftest import MATRIX, World
 from tests.matrix.schema_walk import operation, root_fields
 from tests.support.graphql import gql
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+pytestmark = MATRIX
 
 
 async def test_each_successful_mutation_writes_exactly_one_canonical_event(world: World) -> None:

@@ -26,11 +26,13 @@ from sqlalchemy import select
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage
 from tests.connections.conftest import TEST
-from tests.matrix.conftest import World
+from tests.matrix.conftest import MATRIX, World
 from tests.matrix.schema_walk import GRAPHQL, operation, root_fields
 from tests.support.graphql import gql
 
 MAX_DEPTH = 4
+
+pytestmark = MATRIX
 
 
 def full_selection(type_: Any, depth: int = MAX_DEPTH) -> str:

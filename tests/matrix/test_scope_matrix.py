@@ -20,7 +20,7 @@ from studio_integrations.persistence.models import (
 )
 from studio_integrations.resolvers.node import NODE_TYPES
 from tests.matrix.cases import CASES
-from tests.matrix.conftest import World, trail, without
+from tests.matrix.conftest import MATRIX, World, trail, without
 from tests.matrix.schema_walk import (
     FieldRef,
     guarded_object_fields,
@@ -43,6 +43,8 @@ VIEWER_CAN_ACTIONS: dict[tuple[str, str], str] = {
     ("WebhookSubscriptionViewerCan", "update"): "updateWebhookSubscription",
     ("WebhookSubscriptionViewerCan", "rotateSigningSecret"): "rotateWebhookSigningSecret",
 }
+
+pytestmark = MATRIX
 
 
 async def _state(world: World) -> tuple[Any, ...]:

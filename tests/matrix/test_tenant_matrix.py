@@ -12,7 +12,7 @@ from graphql import GraphQLInputObjectType, get_named_type
 
 from studio_integrations.ids import PREFIXES, new_id, type_of
 from tests.matrix.cases import CASES
-from tests.matrix.conftest import World, trail
+from tests.matrix.conftest import MATRIX, World, trail
 from tests.matrix.schema_walk import operation, root_fields
 from tests.support.graphql import gql
 
@@ -30,6 +30,8 @@ FILTER_ID_TYPES = {
     "subjectId": "IntegrationConnection",
     "projectId": None,  # not an object id: free text chosen by the tenant
 }
+
+pytestmark = MATRIX
 
 
 def _mask(body: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from studio_integrations.persistence.models import (
     OutboxMessage,
     Provider,
 )
-from tests.support.live import LiveServer
+from studio_integrations.services import Services
 from tests.support.rows import row_counts
 
 PROVIDER_FIELDS = """
@@ -127,6 +127,6 @@ async def counts(db: Database) -> Counts:
 
 
 @pytest.fixture
-async def catalogue(server: LiveServer) -> CatalogueLoad:
+async def catalogue(services: Services) -> CatalogueLoad:
     """The shipped catalogue, loaded the way ``migrate`` loads it."""
-    return await load_catalogue(server.services.db)
+    return await load_catalogue(services.db)

@@ -12,6 +12,7 @@ from studio_integrations.domain.catalogue import CatalogueLoad
 from studio_integrations.domain.provider_calls import AuthScheme
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Provider
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.providers.conftest import PROVIDERS, REGISTER_PROVIDER, counts, provider_input
 from tests.support.graphql import gql
@@ -43,9 +44,9 @@ async def _register(http: httpx.AsyncClient, token: str, **overrides: Any) -> di
     return payload
 
 
-async def _stored_scheme(server: LiveServer, key: str) -> tuple[bool, Any]:
+async def _stored_scheme(services: Services, key: str) -> tuple[bool, Any]:
     """(the column is SQL NULL, its value) for the provider ``key`` of any tenant."""
-    async with server.services.db.session(TenantScope.system_scope()) as session:
+    async with services.db.session(TenantScope.system_scope()) as session:
         row = (await session.execute(select(Provider).where(Provider.key == key))).scalar_one()
         is_null = (
             await session.execute(
@@ -70,7 +71,7 @@ async def test_a_registered_auth_scheme_round_trips_through_the_api_and_the_even
     listed = await gql(http, PROVIDERS, {"filter": {"includeGlobal": False}}, token=token)
     [node] = listed["data"]["providers"]["nodes"]
     assert node["authScheme"] == NORMALISED
-    assert await _stored_scheme(server, "acme-hr") == (False, NORMALISED)
+    assert await _stored_scheme(server.services, "acme-hr") == (False, NORMALISED)
     events = await gql(http, AUDIT, {"subjectId": provider["id"]}, token=token)
     [event] = events["data"]["auditEvents"]["nodes"]
     assert event["type"] == "ProviderRegistered"
@@ -93,8 +94,8 @@ async def test_no_auth_scheme_means_the_defaults_and_a_null_column(
     assert plain["userErrors"] == [] and empty["userErrors"] == []
     assert plain["provider"]["authScheme"] is None
     assert empty["provider"]["authScheme"] is None  # only empty sections: the defaults
-    assert await _stored_scheme(server, "acme-hr") == (True, None)
-    assert await _stored_scheme(server, "acme-crm") == (True, None)
+    assert await _stored_scheme(server.services, "acme-hr") == (True, None)
+    assert await _stored_scheme(server.services, "acme-crm") == (True, None)
     events = await gql(http, AUDIT, {"subjectId": plain["provider"]["id"]}, token=token)
     assert events["data"]["auditEvents"]["nodes"][0]["data"]["authScheme"] is None
 
@@ -186,21 +187,21 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
 @pytest.mark.parametrize("case", list(REJECTED), ids=list(REJECTED))
 async def test_an_invalid_auth_scheme_is_refused_and_nothing_is_written(
     case: str,
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
 ) -> None:
     overrides, code = REJECTED[case]
     token = make_token(tenant="acme", scopes="all")
-    before = await counts(server.services.db)
+    before = await counts(services.db)
 
     payload = await _register(http, token, **overrides)
 
     assert payload["provider"] is None
     assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [("input.authScheme", code)]
     assert all(e["message"] for e in payload["userErrors"])
-    assert await counts(server.services.db) == before  # no provider, audit event or outbox row
+    assert await counts(services.db) == before  # no provider, audit event or outbox row
 
 
 async def test_the_catalogue_ships_each_providers_scheme(

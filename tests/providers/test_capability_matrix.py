@@ -21,7 +21,6 @@ from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.providers.conftest import CAPABILITY_MATRIX, CATALOGUE_KEYS, PROVIDERS
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
 
 
 async def _add_providers(services: Services, tenant: str, start: int, stop: int) -> list[str]:
@@ -68,12 +67,12 @@ async def _matrix(
 
 
 async def test_rows_per_provider_and_client_columns_per_capability(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
 ) -> None:
-    await _add_providers(server.services, "globex", 0, 1)  # another tenant's: never shown
+    await _add_providers(services, "globex", 0, 1)  # another tenant's: never shown
     token = make_token(scopes="providers:read")
     matrix = await _matrix(http, token)
 
@@ -108,13 +107,13 @@ async def test_rows_per_provider_and_client_columns_per_capability(
 
 
 async def test_provider_ids_narrow_the_matrix_and_hide_what_is_not_visible(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
 ) -> None:
-    [theirs] = await _add_providers(server.services, "globex", 0, 1)
-    [mine] = await _add_providers(server.services, "acme", 1, 2)
+    [theirs] = await _add_providers(services, "globex", 0, 1)
+    [mine] = await _add_providers(services, "acme", 1, 2)
     token = make_token(tenant="acme", scopes="providers:read")
     listed = await gql(http, PROVIDERS, {"filter": {"search": "twilio"}}, token=token)
     twilio = listed["data"]["providers"]["nodes"][0]["id"]
@@ -133,13 +132,13 @@ async def test_provider_ids_narrow_the_matrix_and_hide_what_is_not_visible(
 
 
 async def test_statement_count_does_not_grow_with_the_number_of_providers(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
 ) -> None:
     token = make_token(tenant="acme", scopes="providers:read")
-    db = server.services.db
+    db = services.db
 
     async def matrix_statements(expected_providers: int) -> int:
         with db.count_statements() as counter:
@@ -158,10 +157,10 @@ async def test_statement_count_does_not_grow_with_the_number_of_providers(
         assert all(n["apiClients"] for n in nodes)
         return counter.count
 
-    await _add_providers(server.services, "acme", 0, 5)
+    await _add_providers(services, "acme", 0, 5)
     at_5 = await matrix_statements(5 + len(CATALOGUE_KEYS))
     list_at_5 = await list_statements(5)
-    await _add_providers(server.services, "acme", 5, 50)
+    await _add_providers(services, "acme", 5, 50)
     at_50 = await matrix_statements(50 + len(CATALOGUE_KEYS))
     list_at_50 = await list_statements(50)
 

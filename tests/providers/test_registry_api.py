@@ -12,6 +12,7 @@ from studio_integrations.domain.catalogue import CatalogueLoad
 from studio_integrations.errors import TenantWriteViolation
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Provider
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.providers.conftest import (
     API_CLIENTS,
@@ -23,7 +24,6 @@ from tests.providers.conftest import (
     provider_input,
 )
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -78,7 +78,7 @@ async def _register_client(
 
 
 async def test_the_catalogue_lists_every_provider_with_its_api_clients(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
@@ -119,7 +119,7 @@ async def test_the_catalogue_lists_every_provider_with_its_api_clients(
 
 
 async def test_provider_filters(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
@@ -153,7 +153,7 @@ async def test_provider_filters(
 
 
 async def test_registrations_are_invisible_to_other_tenants_and_audited(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
@@ -197,7 +197,7 @@ async def test_registrations_are_invisible_to_other_tenants_and_audited(
     clients_a = await gql(http, API_CLIENTS, {"filter": {"providerId": provider["id"]}}, token=acme)
     assert [e["node"]["id"] for e in clients_a["data"]["apiClients"]["edges"]] == [client["id"]]
     # Another tenant's provider id behaves exactly like one that does not exist.
-    before = await counts(server.services.db)
+    before = await counts(services.db)
     stolen = await _register_client(
         http,
         globex,
@@ -210,7 +210,7 @@ async def test_registrations_are_invisible_to_other_tenants_and_audited(
     assert [(e["field"], e["code"]) for e in stolen["userErrors"]] == [
         ("input.providerId", "PROVIDER_NOT_FOUND")
     ]
-    assert await counts(server.services.db) == before
+    assert await counts(services.db) == before
     # ... and B may reuse A's key: keys are unique within a tenant.
     assert (await _register_provider(http, globex))["userErrors"] == []
 
@@ -232,14 +232,14 @@ async def test_registrations_are_invisible_to_other_tenants_and_audited(
 
 
 async def test_global_providers_cannot_be_modified_by_a_tenant(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
 ) -> None:
     token = make_token(tenant="acme", scopes="all")
     twilio = next(n for n in await _providers(http, token) if n["key"] == "twilio")
-    before = await counts(server.services.db)
+    before = await counts(services.db)
 
     extra = await _register_client(
         http,
@@ -256,15 +256,15 @@ async def test_global_providers_cannot_be_modified_by_a_tenant(
     assert [(e["field"], e["code"]) for e in shadow["userErrors"]] == [
         ("input.key", "SHADOWS_GLOBAL_KEY")
     ]
-    assert await counts(server.services.db) == before
+    assert await counts(services.db) == before
 
     # Below GraphQL too: the tenant guard refuses any write to a global row.
     with pytest.raises(TenantWriteViolation):
-        async with server.services.db.transaction(TenantScope.of("acme")) as session:
+        async with services.db.transaction(TenantScope.of("acme")) as session:
             row = await session.get(Provider, twilio["id"])
             assert row is not None
             row.name = "Hijacked"
-    async with server.services.db.transaction(TenantScope.of("acme")) as session:
+    async with services.db.transaction(TenantScope.of("acme")) as session:
         result = await session.execute(
             update(Provider).where(Provider.id == twilio["id"]).values(name="Hijacked")
         )
@@ -274,13 +274,13 @@ async def test_global_providers_cannot_be_modified_by_a_tenant(
 
 
 async def test_writes_need_providers_write_and_reads_need_providers_read(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     catalogue: CatalogueLoad,
 ) -> None:
     reader = make_token(scopes="providers:read audit:read")
-    before = await counts(server.services.db)
+    before = await counts(services.db)
     body = await gql(http, REGISTER_PROVIDER, {"input": provider_input()}, token=reader)
     assert body["data"] == {"registerProvider": None}
     assert error_codes(body) == ["FORBIDDEN"]
@@ -300,7 +300,7 @@ async def test_writes_need_providers_write_and_reads_need_providers_read(
     )
     assert body["data"] == {"registerApiClient": None}
     assert error_codes(body) == ["FORBIDDEN"]
-    assert await counts(server.services.db) == before
+    assert await counts(services.db) == before
 
     outsider = make_token(scopes="health:read")
     body = await gql(
@@ -322,7 +322,7 @@ async def test_writes_need_providers_write_and_reads_need_providers_read(
 
 
 async def test_clients_are_listed_in_semver_order_and_paginate(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     token = make_token(scopes="providers:read providers:write")
     provider = (await _register_provider(http, token))["provider"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.rotation.conftest import (
     ALERTS,
@@ -17,20 +18,19 @@ from tests.rotation.conftest import (
     rotate,
 )
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 
 MISSING = "cred_01JD8ZZZZZZZZZZZZZZZZZZZZZ"
 
 
 async def test_unknown_malformed_and_foreign_credentials_look_alike(
-    server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, world: World, make_token: TokenFactory
 ) -> None:
-    db = server.services.db
+    db = services.db
     globex = make_token(tenant="globex")
     foreign_id, _ = await register_credential(
-        http, globex, server.services.vault, "globex-key", "g", tenant="globex"
+        http, globex, services.vault, "globex-key", "g", tenant="globex"
     )
-    await server.services.vault.set_secret("globex-key", "g2", tags={"studio-tenant": "globex"})
+    await services.vault.set_secret("globex-key", "g2", tags={"studio-tenant": "globex"})
     before = await counts(db)
     answers = []
     for credential_id in (MISSING, foreign_id, "not-an-id", "conn_01JD8ZZZZZZZZZZZZZZZZZZZZZ"):
@@ -68,9 +68,9 @@ async def test_unknown_malformed_and_foreign_credentials_look_alike(
 
 
 async def test_policy_out_of_range(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    db = server.services.db
+    db = services.db
     before = await counts(db)
     cases = [
         ((0, 7), [("input.cadenceDays", "OUT_OF_RANGE")]),
@@ -113,9 +113,9 @@ async def test_policy_out_of_range(
 
 
 async def test_set_rotation_policy_changes_it_once_with_its_event(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    db = server.services.db
+    db = services.db
     variables = {
         "input": {"credentialId": world.credential_id, "cadenceDays": 30, "expiryWarningDays": 7}
     }
@@ -147,10 +147,10 @@ async def test_set_rotation_policy_changes_it_once_with_its_event(
 
 
 async def test_forbidden_without_the_scopes_and_nothing_written(
-    server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, world: World, make_token: TokenFactory
 ) -> None:
-    db = server.services.db
-    await server.services.vault.set_secret("fake-hr-key", "newer", tags={"studio-tenant": "acme"})
+    db = services.db
+    await services.vault.set_secret("fake-hr-key", "newer", tags={"studio-tenant": "acme"})
     nobody = make_token(scopes="connections:read audit:read")
     before = await counts(db)
 

@@ -21,6 +21,7 @@ from studio_integrations.domain.context import ActionContext, Actor
 from studio_integrations.domain.enums import ActorKind
 from studio_integrations.errors import UserInputError
 from studio_integrations.persistence.db import TenantScope, TenantSessions
+from studio_integrations.services import Services
 from studio_integrations.vault.base import SecretProperties
 from tests.rotation.conftest import (
     CREDENTIAL,
@@ -33,15 +34,14 @@ from tests.rotation.conftest import (
     rotate,
 )
 from tests.support.backends import Backend
-from tests.support.live import LiveServer
 
 NEW_KEY = "key-concurrent-dddddddd"
 
 
 async def test_a_second_rotation_while_one_runs_is_refused(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    services = server.services
+    services = services
     await establish(http, world)
     new = await services.vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     world.accepted.add(NEW_KEY)
@@ -102,11 +102,11 @@ class BarrierVault:
 
 
 async def test_two_racing_rotations_on_postgres_exactly_one_runs(
-    backend: Backend, server: LiveServer, http: httpx.AsyncClient, world: World
+    backend: Backend, services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("the two-session race is about PostgreSQL's row lock")
-    services = server.services
+    services = services
     await establish(http, world)
     new = await services.vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     world.accepted.add(NEW_KEY)

@@ -8,6 +8,7 @@ import json
 
 import httpx
 
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.connections.conftest import GOOD_KEY, VERIFY_PATH
 from tests.rotation.conftest import (
@@ -140,9 +141,9 @@ async def test_bad_version_fails_and_keeps_old_good_version_is_promoted_and_used
 
 
 async def test_a_foreign_or_disabled_newer_version_is_not_adopted(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    vault, db = server.services.vault, server.services.db
+    vault, db = services.vault, services.db
     # Another tenant's version and a disabled one are newer than the current version.
     disabled = await vault.set_secret("fake-hr-key", "k-disabled", tags={"studio-tenant": "acme"})
     await vault.update_properties("fake-hr-key", disabled.version, enabled=False)

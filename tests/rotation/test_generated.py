@@ -20,6 +20,7 @@ from studio_integrations.persistence.models import (
     OutboxMessage,
     RunAttempt,
 )
+from studio_integrations.services import Services
 from tests.fakes.provider import Reply
 from tests.rotation.conftest import (
     AUDIT,
@@ -36,10 +37,10 @@ from tests.support.live import LiveServer
 GEN_PATH = "/v1/accounts/acme-gen/me"
 
 
-async def _all_rows_text(server: LiveServer) -> str:
+async def _all_rows_text(services: Services) -> str:
     """Every audit event, outbox row, run, attempt, failure and rotation, as text."""
     parts: list[str] = []
-    async with server.services.db.session(TenantScope.system_scope()) as session:
+    async with services.db.session(TenantScope.system_scope()) as session:
         for model in (
             AuditEvent,
             OutboxMessage,
@@ -127,14 +128,14 @@ async def test_generated_version_is_written_promoted_and_never_shown(
         for text in texts:
             assert secret not in text
         assert secret not in caplog.text
-        assert secret not in await _all_rows_text(server)
+        assert secret not in await _all_rows_text(server.services)
     assert caplog.records  # the log was captured (the search above searched something)
 
 
 async def test_generated_without_connections_is_promoted_at_once(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    vault, token = server.services.vault, world.token
+    vault, token = services.vault, world.token
     credential_id, first = await register_credential(
         http, token, vault, "lonely-secret", "seed", strategy="GENERATED"
     )
@@ -151,9 +152,9 @@ async def test_generated_without_connections_is_promoted_at_once(
 
 
 async def test_a_rejected_generated_version_is_disabled_and_the_old_one_kept(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    vault, token = server.services.vault, world.token
+    vault, token = services.vault, world.token
     world.fake.on(GEN_PATH, Reply(json={"id": 9}))
     accepted = world.fake.require_key(GEN_PATH, {"initial-seed-value"})
     credential_id, first = await register_credential(

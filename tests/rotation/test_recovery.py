@@ -13,6 +13,7 @@ from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Credential, CredentialRotation
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.services import Services
 from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from tests.rotation.conftest import (
     AUDIT,
@@ -29,7 +30,7 @@ NEW_KEY = "key-recovery-eeeeeeee"
 
 
 async def leave_rotation(
-    server: LiveServer,
+    services: Services,
     credential_id: str,
     *,
     status: RotationStatus,
@@ -38,7 +39,7 @@ async def leave_rotation(
 ) -> str:
     """What a process that stopped mid-rotation leaves behind."""
     rotation_id = new_id("CredentialRotation")
-    async with server.services.db.transaction(TenantScope.of("acme")) as session:
+    async with services.db.transaction(TenantScope.of("acme")) as session:
         credential = await session.get(Credential, credential_id)
         assert credential is not None
         session.add(
@@ -57,8 +58,8 @@ async def leave_rotation(
     return rotation_id
 
 
-async def current_version(server: LiveServer, credential_id: str) -> str:
-    async with server.services.db.session(TenantScope.of("acme")) as session:
+async def current_version(services: Services, credential_id: str) -> str:
+    async with services.db.session(TenantScope.of("acme")) as session:
         credential = await session.get(Credential, credential_id)
         assert credential is not None
         return credential.current_version
@@ -69,7 +70,7 @@ async def test_next_rotation_resolves_an_abandoned_one_and_a_live_lease_blocks(
 ) -> None:
     vault = server.services.vault
     await establish(http, world)
-    old = await current_version(server, world.credential_id)
+    old = await current_version(server.services, world.credential_id)
     new = await vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     world.accepted.add(NEW_KEY)
 
@@ -89,7 +90,7 @@ async def test_next_rotation_resolves_an_abandoned_one_and_a_live_lease_blocks(
         row = await session.get(CredentialRotation, live_id)
         assert row is not None
         row.lease_until = utcnow() - timedelta(seconds=1)
-    assert await current_version(server, world.credential_id) == old  # never half-promoted
+    assert await current_version(server.services, world.credential_id) == old  # never half-promoted
     payload = await rotate(http, world.token, world.credential_id)
     assert payload["rotation"]["status"] == "PROMOTED"
     assert payload["rotation"]["id"] != live_id
@@ -142,6 +143,6 @@ async def test_the_scheduler_resolves_abandoned_rotations_and_disables_their_ver
 
     node = (await ok(http, ROTATION_NODE, {"id": rotation_id}, world.token))["node"]
     assert node["status"] == "FAILED" and node["failureReason"].startswith("ABANDONED")
-    assert await current_version(server, credential_id) == first
+    assert await current_version(server.services, credential_id) == first
     versions = {v.version: v.enabled for v in await vault.list_versions("crashy-secret")}
     assert versions == {first: True, orphan.version: False}

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.rotation.conftest import (
     AUDIT,
@@ -20,7 +21,6 @@ from tests.rotation.conftest import (
     rotate,
 )
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 
 PATH = "/integrations/credentials/rotate"
 NEW_KEY = "key-rest-cccccccccccc"
@@ -38,9 +38,9 @@ async def post(
 
 
 async def test_rest_and_mutation_give_the_same_results(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     await establish(http, world)
     new = await vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     world.accepted.add(NEW_KEY)
@@ -84,9 +84,9 @@ async def test_rest_and_mutation_give_the_same_results(
 
 
 async def test_both_are_refused_without_credentials_rotate_and_write_nothing(
-    server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, world: World, make_token: TokenFactory
 ) -> None:
-    db, vault = server.services.db, server.services.vault
+    db, vault = services.db, services.vault
     await vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     reader = make_token(scopes="credentials:read credentials:write connections:write")
     before = await counts(db)
@@ -103,9 +103,9 @@ async def test_both_are_refused_without_credentials_rotate_and_write_nothing(
 
 
 async def test_authentication_and_body_errors(
-    server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, world: World, make_token: TokenFactory
 ) -> None:
-    db = server.services.db
+    db = services.db
     before = await counts(db)
     body = {"credentialId": world.credential_id}
 
@@ -137,12 +137,12 @@ async def test_authentication_and_body_errors(
 
 
 async def test_verification_runs_answer_only_callers_who_may_read_runs(
-    server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, world: World, make_token: TokenFactory
 ) -> None:
     """Runs are connection data (``connections:read``). A rotate-only token rotates over
     REST and is answered without the runs; through GraphQL the field is null and FORBIDDEN
     while the rest of the payload arrives."""
-    vault = server.services.vault
+    vault = services.vault
     await establish(http, world)
     rotator = make_token(scopes="credentials:rotate")
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.services import Services
 from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from tests.conftest import TokenFactory
 from tests.rotation.conftest import (
@@ -33,13 +34,13 @@ class Clock:
         return self.now
 
 
-def scheduler(server: LiveServer, clock: Clock) -> RotationScheduler:
-    services = server.services
+def scheduler(services: Services, clock: Clock) -> RotationScheduler:
+    services = services
     return RotationScheduler(services.db, services.vault, services.provider_caller, clock=clock)
 
 
-async def expiring_events(server: LiveServer, credential_id: str) -> list[AuditEvent]:
-    async with server.services.db.session(TenantScope.system_scope()) as session:
+async def expiring_events(services: Services, credential_id: str) -> list[AuditEvent]:
+    async with services.db.session(TenantScope.system_scope()) as session:
         rows = await session.execute(
             select(AuditEvent).where(
                 AuditEvent.subject_id == credential_id, AuditEvent.type == "CredentialExpiring"
@@ -76,7 +77,7 @@ async def test_entering_the_warning_window_warns_once(
     clock = Clock(now - timedelta(days=5))  # 15 days left: outside the window
     worker = scheduler(server, clock)
     assert (await worker.tick()).expiring == 0
-    assert await expiring_events(server, credential_id) == []
+    assert await expiring_events(server.services, credential_id) == []
 
     clock.now = now  # 10 days left: inside
     assert (await worker.tick()).expiring == 1
@@ -84,12 +85,12 @@ async def test_entering_the_warning_window_warns_once(
         clock.now = now + later
         assert (await worker.tick()).expiring == 0
 
-    (event,) = await expiring_events(server, credential_id)
+    (event,) = await expiring_events(server.services, credential_id)
     assert event.actor_kind.value == "SYSTEM"
     assert event.data["reason"] == "EXPIRY_WARNING"
     assert event.data["currentVersion"] == version
     assert event.data["daysLeft"] == 10  # at the clock of the tick
-    assert await expiring_events(server, quiet_id) == []
+    assert await expiring_events(server.services, quiet_id) == []
 
     # One alert for it, and none for the one expiring in 60 days.
     alerts = (await ok(http, ALERTS, {}, world.token))["credentialExpiryAlerts"]
@@ -104,10 +105,10 @@ async def test_entering_the_warning_window_warns_once(
 
 
 async def test_alerts_are_sorted_soonest_first(
-    server: LiveServer, http: httpx.AsyncClient, world: World
+    services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
     now = utcnow()
-    vault = server.services.vault
+    vault = services.vault
     later_id, _ = await register_credential(
         http,
         world.token,
@@ -146,7 +147,7 @@ async def test_a_due_external_credential_gets_one_alert_per_version(
     clock.now = now + timedelta(days=92)
     report = await worker.tick()
     assert (report.due_alerts, report.rotated) == (0, 0)  # EXTERNAL: never rotated by itself
-    (event,) = await expiring_events(server, world.credential_id)
+    (event,) = await expiring_events(server.services, world.credential_id)
     assert event.data["reason"] == "ROTATION_DUE"
     assert event.data["newVersionNeeded"] is True
     assert event.data["daysLeft"] == -2

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 
 from studio_integrations.events.envelope import EventType
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.support.events import emit
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 
 AUDIT = """
 query ($filter: AuditEventFilter, $first: Int!, $after: String) {
@@ -32,9 +32,9 @@ async def _ids(
 
 
 async def test_filters_pagination_and_tenancy(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    s = server.services
+    s = services
     a1 = await emit(
         s, "acme", type=EventType.PROVIDER_REGISTERED, subject_id="prov_1", actor="alice"
     )
@@ -72,7 +72,7 @@ async def test_filters_pagination_and_tenancy(
 
 
 async def test_bad_paging_and_filters_are_clear_errors(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     token = make_token()
     assert error_codes(await gql(http, AUDIT, {"first": 101}, token=token)) == ["INVALID_PAGE"]
@@ -86,9 +86,9 @@ async def test_bad_paging_and_filters_are_clear_errors(
 
 
 async def test_audit_read_scope_is_required(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    await emit(server.services, "acme")
+    await emit(services, "acme")
     body = await gql(
         http,
         "{ viewer { subject } auditEvents { edges { node { id } } } }",
@@ -102,10 +102,10 @@ NODE = "query ($id: ID!) { node(id: $id) { id ... on AuditEvent { type tenantId 
 
 
 async def test_node_resolves_only_visible_objects(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    own = await emit(server.services, "acme")
-    theirs = await emit(server.services, "globex")
+    own = await emit(services, "acme")
+    theirs = await emit(services, "globex")
     acme = make_token(tenant="acme")
     assert (await gql(http, NODE, {"id": own.id}, token=acme))["data"]["node"] == {
         "id": own.id,
@@ -127,13 +127,13 @@ async def test_node_resolves_only_visible_objects(
 
 
 async def test_node_lookups_are_batched(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    ids = [(await emit(server.services, "acme", subject_id=f"prov_{i}")).id for i in range(12)]
+    ids = [(await emit(services, "acme", subject_id=f"prov_{i}")).id for i in range(12)]
 
     async def statements(n: int) -> int:
         document = "{ " + " ".join(f'n{i}: node(id: "{ids[i]}") {{ id }}' for i in range(n)) + " }"
-        with server.services.db.count_statements() as counter:
+        with services.db.count_statements() as counter:
             body = await gql(http, document, token=make_token())
         assert all(body["data"][f"n{i}"]["id"] == ids[i] for i in range(n))
         return sum(1 for s in counter.statements if s.lstrip().upper().startswith("SELECT"))
@@ -142,13 +142,13 @@ async def test_node_lookups_are_batched(
 
 
 async def test_audit_page_size_does_not_change_statement_count(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     for i in range(30):
-        await emit(server.services, "acme", subject_id=f"prov_{i}")
+        await emit(services, "acme", subject_id=f"prov_{i}")
 
     async def statements(first: int) -> int:
-        with server.services.db.count_statements() as counter:
+        with services.db.count_statements() as counter:
             await _ids(http, make_token(), first=first)
         return counter.count
 

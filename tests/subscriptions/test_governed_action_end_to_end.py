@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import httpx
 
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.support.gqlws import subscribe
 from tests.support.graphql import gql
@@ -78,7 +79,7 @@ async def test_a_mutations_event_is_live_for_its_tenant_only_and_audited_with_it
 
 
 async def test_without_traceparent_each_request_gets_a_fresh_trace(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     token = make_token()
     ids = []

@@ -41,7 +41,7 @@ from tests.webhooks.conftest import (
 
 
 async def subscribe_and_emit(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     token: str,
     endpoint: str,
@@ -51,7 +51,7 @@ async def subscribe_and_emit(
 ) -> dict[str, Any]:
     """A subscription to ProviderRegistered, the background dispatcher stopped, and
     ``events`` events emitted and fanned out into deliveries."""
-    services = server.services
+    services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(http, token, endpoint, eventType="ProviderRegistered", **over)
     for _ in range(events):
@@ -356,9 +356,9 @@ async def test_the_response_excerpt_is_capped(
 
 
 async def test_an_inactive_subscription_gets_nothing(
-    server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
+    services: Services, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
-    services: Services = server.services
+    services: Services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(
         http, token, receiver.url, eventType="ProviderRegistered", active=False

@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from studio_integrations.domain.enums import DeliveryStatus, FailureCategory
+from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from tests.conftest import make_settings
 from tests.support.backends import Backend
 from tests.support.events import emit
-from tests.support.live import LiveServer
 from tests.webhooks.conftest import (
     CREATE,
     Clock,
@@ -46,21 +46,21 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
     ],
 )
 async def test_private_targets_are_refused_when_saved(
-    server: LiveServer, http: httpx.AsyncClient, token: str, endpoint: str
+    services: Services, http: httpx.AsyncClient, token: str, endpoint: str
 ) -> None:
-    before = await webhook_counts(server.services)
+    before = await webhook_counts(services)
     data = await ok(http, CREATE, {"input": {"eventType": "*", "endpointUrl": endpoint}}, token)
     payload = data["createWebhookSubscription"]
     assert payload["subscription"] is None
     [error] = payload["userErrors"]
     assert (error["field"], error["code"]) == ("input.endpointUrl", "EGRESS_REFUSED")
-    assert await webhook_counts(server.services) == before
+    assert await webhook_counts(services) == before
 
 
 async def test_a_public_name_that_resolves_to_loopback_is_refused_at_delivery(
-    server: LiveServer, http: httpx.AsyncClient, token: str
+    services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
-    services = server.services
+    services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(
         http, token, "https://hooks.example.com/hook", eventType="ProviderRegistered"

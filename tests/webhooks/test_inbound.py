@@ -20,6 +20,7 @@ from studio_integrations.domain.enums import DeliveryStatus, FailureCategory, Si
 from studio_integrations.domain.signing import generate_secret
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationFailure
+from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory, make_settings
 from tests.connections.conftest import (
@@ -79,9 +80,9 @@ class Inbound:
 
 
 async def make_connection(
-    server: LiveServer, http: httpx.AsyncClient, token: str, *, tenant: str = "acme"
+    services: Services, http: httpx.AsyncClient, token: str, *, tenant: str = "acme"
 ) -> Inbound:
-    vault = server.services.vault
+    vault = services.vault
     secret = generate_secret()
     await vault.set_secret(f"{tenant}-inbound", secret, tags={"studio-tenant": tenant})
     provider_id = await register_fake_provider(http, token, "https://api.example.com")
@@ -108,7 +109,7 @@ BODY = json.dumps({"type": "timesheet.approved", "data": {"id": 42}}).encode()
 
 
 async def test_a_standard_webhooks_signature_is_accepted_and_recorded_valid(
-    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+    services: Services, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:
     response = await inbound.post(BODY, inbound.signed(BODY, "msg_1"))
     assert response.status_code == 200, response.text
@@ -123,7 +124,7 @@ async def test_a_standard_webhooks_signature_is_accepted_and_recorded_valid(
     assert node["connectionId"] == inbound.connection_id
     assert node["payload"] == {"type": "timesheet.approved", "data": {"id": 42}}
     assert [a["httpStatus"] for a in node["attempts"]] == [200]
-    [event] = await events_of(server.services, "InboundWebhookReceived")
+    [event] = await events_of(services, "InboundWebhookReceived")
     assert event.subject_id == delivery_id
     assert event.actor_kind.value == "SERVICE"
     assert event.actor_subject == inbound.connection_id
@@ -132,7 +133,7 @@ async def test_a_standard_webhooks_signature_is_accepted_and_recorded_valid(
 
 
 async def test_nul_characters_in_a_signed_body_are_recorded_not_a_crash(
-    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+    services: Services, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:
     """PostgreSQL stores U+0000 in neither text nor jsonb: a body holding one (escaped in
     JSON, or a raw byte) is verified on its bytes, accepted, and recorded with U+FFFD."""
@@ -146,13 +147,13 @@ async def test_nul_characters_in_a_signed_body_are_recorded_not_a_crash(
     assert nodes["msg_nul_escaped"]["signatureStatus"] == "VALID"
     assert nodes["msg_nul_escaped"]["eventType"] == "a\ufffdb"
     assert nodes["msg_nul_raw"]["signatureStatus"] == "VALID"
-    events = await events_of(server.services, "InboundWebhookReceived")
+    events = await events_of(services, "InboundWebhookReceived")
     assert len(events) == 2
     assert all("\x00" not in json.dumps(e.data) for e in events)
 
 
 async def test_a_deeply_nested_body_is_recorded_not_a_crash(
-    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+    services: Services, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:
     """JSON nested past the parser's recursion limit is kept as text, signed or not."""
     body = b"[" * 2000 + b"]" * 2000
@@ -160,13 +161,13 @@ async def test_a_deeply_nested_body_is_recorded_not_a_crash(
     assert unsigned.status_code == 401, unsigned.text
     signed = await inbound.post(body, inbound.signed(body, "msg_deep"))
     assert signed.status_code == 200, signed.text
-    [event] = await events_of(server.services, "InboundWebhookReceived")
+    [event] = await events_of(services, "InboundWebhookReceived")
     assert event.data["eventType"] == "unknown"
     assert event.data["payload"] == body.decode()
 
 
 async def test_tampered_missing_and_stale_are_rejected_and_recorded(
-    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+    services: Services, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:
     tampered = await inbound.post(BODY.replace(b"42", b"43"), inbound.signed(BODY, "msg_t"))
     wrong_key = await inbound.post(BODY, inbound.signed(BODY, "msg_k", secret=generate_secret()))
@@ -180,7 +181,7 @@ async def test_tampered_missing_and_stale_are_rejected_and_recorded(
     for response in (tampered, wrong_key, missing, stale, future):
         assert response.status_code == 401
         assert response.json() == {"error": "signature verification failed"}
-    rows = await deliveries(server.services, connection_id=inbound.connection_id)
+    rows = await deliveries(services, connection_id=inbound.connection_id)
     assert len(rows) == 5
     assert {r.status for r in rows} == {DeliveryStatus.FAILED}
     by_message = {r.message_id: r.signature_status for r in rows if r.message_id.startswith("msg")}
@@ -205,15 +206,15 @@ async def test_tampered_missing_and_stale_are_rejected_and_recorded(
         token,
     )
     assert len(data["webhookDeliveries"]["nodes"]) == 4
-    assert await events_of(server.services, "InboundWebhookReceived") == []
-    async with server.services.db.session(TenantScope.of("acme")) as session:
+    assert await events_of(services, "InboundWebhookReceived") == []
+    async with services.db.session(TenantScope.of("acme")) as session:
         failures = list((await session.execute(select(IntegrationFailure))).scalars())
     assert len(failures) == 5
     assert {f.category for f in failures} == {FailureCategory.SIGNATURE}
 
 
 async def test_a_replayed_message_id_is_accepted_once(
-    server: LiveServer, http: httpx.AsyncClient, token: str, inbound: Inbound
+    services: Services, http: httpx.AsyncClient, token: str, inbound: Inbound
 ) -> None:
     headers = inbound.signed(BODY, "msg_dup")
     first = await inbound.post(BODY, headers)
@@ -229,18 +230,18 @@ async def test_a_replayed_message_id_is_accepted_once(
             "deliveryId": first.json()["deliveryId"],
         }
     )
-    rows = await deliveries(server.services, connection_id=inbound.connection_id)
+    rows = await deliveries(services, connection_id=inbound.connection_id)
     assert len(rows) == 1
-    assert len(await events_of(server.services, "InboundWebhookReceived")) == 1
+    assert len(await events_of(services, "InboundWebhookReceived")) == 1
     data = await ok(http, DELIVERIES, {"filter": {"search": "msg_dup"}}, token)
     assert [n["id"] for n in data["webhookDeliveries"]["nodes"]] == [first.json()["deliveryId"]]
 
 
-async def test_an_oversized_body_is_refused_unread(server: LiveServer, inbound: Inbound) -> None:
+async def test_an_oversized_body_is_refused_unread(services: Services, inbound: Inbound) -> None:
     big = json.dumps({"type": "x", "pad": "y" * MAX_BYTES}).encode()
     response = await inbound.post(big, inbound.signed(big, "msg_big"))
     assert response.status_code == 413
-    [row] = await deliveries(server.services, connection_id=inbound.connection_id)
+    [row] = await deliveries(services, connection_id=inbound.connection_id)
     assert row.status is DeliveryStatus.FAILED
     assert row.signature_status is SignatureStatus.INVALID  # signed, but never verified
     assert row.payload == ""
@@ -281,13 +282,13 @@ async def test_unknown_foreign_and_retired_connections_answer_like_a_bad_signatu
 
 
 async def test_an_accepted_inbound_webhook_feeds_outbound_subscriptions(
-    server: LiveServer,
+    services: Services,
     http: httpx.AsyncClient,
     token: str,
     inbound: Inbound,
     receiver: WebhookReceiver,
 ) -> None:
-    services = server.services
+    services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(http, token, receiver.url, eventType="InboundWebhookReceived")
     response = await inbound.post(BODY, inbound.signed(BODY, "msg_fwd"))

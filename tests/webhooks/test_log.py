@@ -18,6 +18,7 @@ from studio_integrations.persistence.models import (
     WebhookSubscription,
 )
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.fakes.receiver import Reply, WebhookReceiver
 from tests.support.gqlws import subscribe
@@ -91,7 +92,7 @@ async def test_replay_resends_the_preserved_payload_with_the_same_webhook_id(
     assert {r.status for r in rows} == {DeliveryStatus.SUCCEEDED}
 
     # Unknown id, an inbound delivery, an inactive subscription: userErrors, nothing written.
-    inbound_id = await _insert_inbound(server)
+    inbound_id = await _insert_inbound(server.services)
     data = await ok(http, UPDATE, {"input": {"id": sub["id"], "active": False}}, token)
     assert data["updateWebhookSubscription"]["userErrors"] == []
     before = await webhook_counts(services)
@@ -110,9 +111,9 @@ async def test_replay_resends_the_preserved_payload_with_the_same_webhook_id(
     assert data["replayWebhookDelivery"]["userErrors"][0]["code"] == "NOT_FOUND"
 
 
-async def _insert_inbound(server: LiveServer) -> str:
+async def _insert_inbound(services: Services) -> str:
     delivery_id = new_id("WebhookDelivery")
-    async with server.services.db.transaction(TenantScope.of("acme")) as session:
+    async with services.db.transaction(TenantScope.of("acme")) as session:
         session.add(
             WebhookDelivery(
                 id=delivery_id,
@@ -178,9 +179,9 @@ async def test_the_subscription_pushes_each_status_change(
 
 
 async def test_listing_100_deliveries_with_attempts_costs_constant_statements(
-    server: LiveServer, http: httpx.AsyncClient, token: str
+    services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
-    services = server.services
+    services = services
     await services.webhook_dispatcher.stop()
     async with services.db.transaction(TenantScope.of("acme")) as session:
         sub = WebhookSubscription(

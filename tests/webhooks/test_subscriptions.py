@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import httpx
 
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.services import Services
 from studio_integrations.vault.base import parse_secret_ref
 from tests.conftest import TokenFactory
 from tests.support.graphql import error_codes, gql
-from tests.support.live import LiveServer
 from tests.webhooks.conftest import (
     CREATE,
     ROTATE,
@@ -28,7 +28,7 @@ ENDPOINT = "https://hooks.example.com/studio?token=abc"
 
 
 async def test_create_generates_a_whsec_secret_straight_into_the_vault(
-    server: LiveServer, http: httpx.AsyncClient, token: str
+    services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
     sub = await create_subscription(
         http, token, ENDPOINT, eventType="CredentialRotated", description="ops"
@@ -36,15 +36,15 @@ async def test_create_generates_a_whsec_secret_straight_into_the_vault(
     assert sub["eventType"] == "CredentialRotated"
     assert sub["active"] is True
     assert sub["retrySchedule"] is None
-    assert sub["effectiveRetrySchedule"] == list(server.services.settings.webhook_retry_schedule)
+    assert sub["effectiveRetrySchedule"] == list(services.settings.webhook_retry_schedule)
     ref = parse_secret_ref(sub["signingSecretRef"])
     assert ref.vault_url == "local://vault"
     assert ref.version is None
-    secret = await server.services.vault.get_secret(ref.name, sub["signingSecretVersion"])
+    secret = await services.vault.get_secret(ref.name, sub["signingSecretVersion"])
     assert secret.value.startswith("whsec_")
     assert len(base64.b64decode(secret.value.removeprefix("whsec_"))) >= 24
     assert secret.properties.tags == {"studio-tenant": "acme"}
-    [created] = await events_of(server.services, "WebhookSubscriptionCreated")
+    [created] = await events_of(services, "WebhookSubscriptionCreated")
     assert created.subject_id == sub["id"]
     assert created.data["eventType"] == "CredentialRotated"
     assert secret.value not in str(created.data)
@@ -56,16 +56,16 @@ async def test_create_generates_a_whsec_secret_straight_into_the_vault(
 
 
 async def test_a_given_signing_secret_must_be_the_tenants_own(
-    server: LiveServer, http: httpx.AsyncClient, token: str
+    services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
-    vault = server.services.vault
+    vault = services.vault
     await vault.set_secret("acme-hook", "whsec_" + "A" * 40, tags={"studio-tenant": "acme"})
     await vault.set_secret("globex-hook", "whsec_" + "B" * 40, tags={"studio-tenant": "globex"})
     own = await create_subscription(
         http, token, ENDPOINT, signingSecretRef="local://vault/secrets/acme-hook"
     )
     assert own["signingSecretRef"] == "local://vault/secrets/acme-hook"
-    before = await webhook_counts(server.services)
+    before = await webhook_counts(services)
     data = await ok(
         http,
         CREATE,
@@ -81,13 +81,13 @@ async def test_a_given_signing_secret_must_be_the_tenants_own(
     payload = data["createWebhookSubscription"]
     assert payload["subscription"] is None
     assert [e["code"] for e in payload["userErrors"]] == ["SECRET_NOT_FOUND"]
-    assert await webhook_counts(server.services) == before
+    assert await webhook_counts(services) == before
 
 
 async def test_bad_input_writes_nothing_and_names_every_field(
-    server: LiveServer, http: httpx.AsyncClient, token: str
+    services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
-    before = await webhook_counts(server.services)
+    before = await webhook_counts(services)
     cases = [
         ({"eventType": "NoSuchEvent"}, {("input.eventType", "UNKNOWN_EVENT_TYPE")}),
         ({"eventType": ""}, {("input.eventType", "REQUIRED")}),
@@ -120,10 +120,10 @@ async def test_bad_input_writes_nothing_and_names_every_field(
         assert got == expected, (over, payload["userErrors"])
         assert all(e["message"] for e in payload["userErrors"])
     # (The counts include the vault's versions: no secret was generated either.)
-    assert await webhook_counts(server.services) == before
+    assert await webhook_counts(services) == before
 
 
-async def test_update_and_toggle(server: LiveServer, http: httpx.AsyncClient, token: str) -> None:
+async def test_update_and_toggle(services: Services, http: httpx.AsyncClient, token: str) -> None:
     sub = await create_subscription(http, token, ENDPOINT)
     data = await ok(
         http,
@@ -148,10 +148,10 @@ async def test_update_and_toggle(server: LiveServer, http: httpx.AsyncClient, to
     assert got["retrySchedule"] == [1, 2, 3]
     assert got["effectiveRetrySchedule"] == [1, 2, 3]
     assert got["active"] is False
-    [event] = await events_of(server.services, "WebhookSubscriptionUpdated")
+    [event] = await events_of(services, "WebhookSubscriptionUpdated")
     assert event.data["changed"] == ["active", "endpointUrl", "eventType", "retrySchedule"]
     # A stale version, an unknown id, nothing to change: userErrors, nothing written.
-    before = await webhook_counts(server.services)
+    before = await webhook_counts(services)
     for doc, code in [
         ({"id": sub["id"], "active": True, "version": sub["version"]}, "STALE_VERSION"),
         ({"id": "whsub_01JD8ZZZZZZZZZZZZZZZZZZZZZ", "active": True}, "NOT_FOUND"),
@@ -160,43 +160,43 @@ async def test_update_and_toggle(server: LiveServer, http: httpx.AsyncClient, to
     ]:
         data = await ok(http, UPDATE, {"input": doc}, token)
         assert [e["code"] for e in data["updateWebhookSubscription"]["userErrors"]] == [code]
-    assert await webhook_counts(server.services) == before
+    assert await webhook_counts(services) == before
     # Clearing the override falls back to the server's schedule.
     data = await ok(http, UPDATE, {"input": {"id": sub["id"], "retrySchedule": None}}, token)
     assert data["updateWebhookSubscription"]["subscription"]["retrySchedule"] is None
 
 
 async def test_rotation_keeps_the_old_secret_for_24_hours(
-    server: LiveServer, http: httpx.AsyncClient, token: str
+    services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
     sub = await create_subscription(http, token, ENDPOINT)
-    old_value = await signing_secret(server.services, sub, sub["signingSecretVersion"])
+    old_value = await signing_secret(services, sub, sub["signingSecretVersion"])
     data = await ok(http, ROTATE, {"id": sub["id"]}, token)
     rotated = data["rotateWebhookSigningSecret"]["subscription"]
     assert rotated["previousSigningSecretVersion"] == sub["signingSecretVersion"]
     assert rotated["signingSecretVersion"] != sub["signingSecretVersion"]
     assert rotated["signingSecretRef"] == sub["signingSecretRef"]
-    new_value = await signing_secret(server.services, rotated, rotated["signingSecretVersion"])
+    new_value = await signing_secret(services, rotated, rotated["signingSecretVersion"])
     assert new_value.startswith("whsec_")
     assert new_value != old_value
     until = rotated["previousSecretValidUntil"]
     left = datetime.fromisoformat(until) - utcnow()
     assert timedelta(hours=23, minutes=59) < left <= timedelta(hours=24)
-    [event] = await events_of(server.services, "WebhookSigningSecretRotated")
+    [event] = await events_of(services, "WebhookSigningSecretRotated")
     assert event.data["newVersion"] == rotated["signingSecretVersion"]
     assert old_value not in str(event.data) and new_value not in str(event.data)
 
 
 async def test_scopes_guard_every_webhook_mutation(
-    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
     reader = make_token(scopes="webhooks:read")
-    before = await webhook_counts(server.services)
+    before = await webhook_counts(services)
     body = await gql(
         http, CREATE, {"input": {"eventType": "*", "endpointUrl": ENDPOINT}}, token=reader
     )
     assert error_codes(body) == ["FORBIDDEN"]
-    assert await webhook_counts(server.services) == before
+    assert await webhook_counts(services) == before
     nobody = make_token(scopes="connections:read")
     body = await gql(http, SUBSCRIPTIONS, {}, token=nobody)
     assert error_codes(body) == ["FORBIDDEN"]
@@ -204,7 +204,7 @@ async def test_scopes_guard_every_webhook_mutation(
 
 
 async def test_another_tenant_cannot_see_or_touch_a_subscription(
-    server: LiveServer, http: httpx.AsyncClient, token: str, make_token: TokenFactory
+    services: Services, http: httpx.AsyncClient, token: str, make_token: TokenFactory
 ) -> None:
     sub = await create_subscription(http, token, ENDPOINT)
     globex = make_token(tenant="globex")
