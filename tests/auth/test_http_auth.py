@@ -130,6 +130,7 @@ async def test_get_query_with_token_works(
     assert response.json()["data"]["viewer"]["tenantId"] == "globex"
 
 
+@pytest.mark.workers("all")
 async def test_health_endpoints(http: httpx.AsyncClient) -> None:
     health = (await http.get("/healthz")).json()
     assert health["status"] == "ok"

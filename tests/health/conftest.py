@@ -21,7 +21,6 @@ from studio_integrations.persistence.models import (
     IntegrationFailure,
     IntegrationRun,
 )
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.workers.health_prober import HealthProber
 from tests.connections.conftest import (  # noqa: F401  (fixtures)
@@ -33,20 +32,9 @@ from tests.connections.conftest import (  # noqa: F401  (fixtures)
     ok,
     world,
 )
+from tests.support.clock import Clock
 
 PROBE_INTERVAL = 10.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @pytest.fixture

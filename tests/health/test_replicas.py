@@ -38,7 +38,6 @@ async def test_replicas_probe_each_connection_once_per_interval(
     prober: HealthProber,  # stops the server's own prober
     clock: Clock,
 ) -> None:
-    services = services
     ids = {await establish(http, world, name=f"HR {i}") for i in range(CONNECTIONS)}
     other_db = Database(services.settings.database_url)
     try:

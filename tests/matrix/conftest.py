@@ -254,7 +254,9 @@ async def world(shared: SharedApp) -> AsyncIterator[World]:
         canaries = set(keys.values())
         tenants = {t: TenantWorld(t, make_token(tenant=t)) for t in TENANTS}
         for tw in tenants.values():
-            await _build_tenant(server.services, http, fake, receiver, tw, keys[tw.tenant], canaries)
+            await _build_tenant(
+                server.services, http, fake, receiver, tw, keys[tw.tenant], canaries
+            )
         yield World(server, http, fake, receiver, make_token, tenants, canaries)
 
 

@@ -41,7 +41,6 @@ NEW_KEY = "key-concurrent-dddddddd"
 async def test_a_second_rotation_while_one_runs_is_refused(
     services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
-    services = services
     await establish(http, world)
     new = await services.vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     world.accepted.add(NEW_KEY)
@@ -106,7 +105,6 @@ async def test_two_racing_rotations_on_postgres_exactly_one_runs(
 ) -> None:
     if backend.name != "postgres":
         pytest.skip("the two-session race is about PostgreSQL's row lock")
-    services = services
     await establish(http, world)
     new = await services.vault.set_secret("fake-hr-key", NEW_KEY, tags={"studio-tenant": "acme"})
     world.accepted.add(NEW_KEY)

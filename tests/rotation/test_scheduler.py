@@ -5,7 +5,7 @@ rotated when due, once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import select
@@ -23,19 +23,11 @@ from tests.rotation.conftest import (
     ok,
     register_credential,
 )
+from tests.support.clock import Clock
 from tests.support.live import LiveServer
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def scheduler(services: Services, clock: Clock) -> RotationScheduler:
-    services = services
     return RotationScheduler(services.db, services.vault, services.provider_caller, clock=clock)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -22,12 +21,12 @@ from studio_integrations.persistence.models import (
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.vault.base import parse_secret_ref
 from studio_integrations.workers.webhook_dispatcher import WebhookDispatcher
 from tests.conftest import TokenFactory
 from tests.fakes.receiver import WebhookReceiver
+from tests.support.clock import Clock as BaseClock
 from tests.support.graphql import gql
 from tests.support.rows import row_counts
 
@@ -187,17 +186,11 @@ async def webhook_counts(services: Services) -> dict[str, int]:
     )
 
 
-class Clock:
+class Clock(BaseClock):
     """A clock the test moves; starts a little after the real now."""
 
     def __init__(self) -> None:
-        self.now = utcnow() + timedelta(seconds=1)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        super().__init__(lead=1.0)
 
 
 def hand_dispatcher(services: Services, clock: Clock, **over: Any) -> WebhookDispatcher:

@@ -51,7 +51,6 @@ async def subscribe_and_emit(
 ) -> dict[str, Any]:
     """A subscription to ProviderRegistered, the background dispatcher stopped, and
     ``events`` events emitted and fanned out into deliveries."""
-    services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(http, token, endpoint, eventType="ProviderRegistered", **over)
     for _ in range(events):

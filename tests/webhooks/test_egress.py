@@ -60,7 +60,6 @@ async def test_private_targets_are_refused_when_saved(
 async def test_a_public_name_that_resolves_to_loopback_is_refused_at_delivery(
     services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
-    services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(
         http, token, "https://hooks.example.com/hook", eventType="ProviderRegistered"

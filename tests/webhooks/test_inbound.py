@@ -288,7 +288,6 @@ async def test_an_accepted_inbound_webhook_feeds_outbound_subscriptions(
     inbound: Inbound,
     receiver: WebhookReceiver,
 ) -> None:
-    services = services
     await services.webhook_dispatcher.stop()
     sub = await create_subscription(http, token, receiver.url, eventType="InboundWebhookReceived")
     response = await inbound.post(BODY, inbound.signed(BODY, "msg_fwd"))

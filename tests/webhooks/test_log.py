@@ -181,7 +181,6 @@ async def test_the_subscription_pushes_each_status_change(
 async def test_listing_100_deliveries_with_attempts_costs_constant_statements(
     services: Services, http: httpx.AsyncClient, token: str
 ) -> None:
-    services = services
     await services.webhook_dispatcher.stop()
     async with services.db.transaction(TenantScope.of("acme")) as session:
         sub = WebhookSubscription(
