@@ -68,13 +68,15 @@ async def test_per_connection_cap(limited_server: ServerFactory, make_token: Tok
             await until(lambda: live() == 2, "two bus subscribers")
             await subscribe(ws, "c")
             too_many(await next_message(ws), "c", "connection", 2)
-            await events_reach(server, ws, {"a", "b"})  # the socket and both others live on
+            await events_reach(
+                server.services, ws, {"a", "b"}
+            )  # the socket and both others live on
             # Completing one frees its slot.
             await send(ws, {"id": "a", "type": "complete"})
             await until(lambda: live() == 1, "a's bus subscription to end")
             await subscribe(ws, "d")
             await until(lambda: live() == 2, "d's bus subscription")
-            await events_reach(server, ws, {"b", "d"})
+            await events_reach(server.services, ws, {"b", "d"})
 
 
 async def test_per_tenant_cap(limited_server: ServerFactory, make_token: TokenFactory) -> None:
@@ -97,12 +99,12 @@ async def test_per_tenant_cap(limited_server: ServerFactory, make_token: TokenFa
                 await until(
                     lambda: subscribers(server.services, "globex")() == 1, "globex subscriber"
                 )
-                await events_reach(server, globex, {"g"}, tenant="globex")
+                await events_reach(server.services, globex, {"g"}, tenant="globex")
             # Closing the first socket gives its slots back.
             await until(lambda: slots.live("acme") == 0, "acme slots released")
             await subscribe(second, "d")
             await until(lambda: subscribers(server.services, "acme")() == 1, "d's bus subscription")
-            await events_reach(server, second, {"d"})
+            await events_reach(server.services, second, {"d"})
         await until(lambda: slots.live("globex") == 0, "globex slots released")
 
 

@@ -76,7 +76,7 @@ async def test_next_rotation_resolves_an_abandoned_one_and_a_live_lease_blocks(
 
     # A live lease: another replica is still working on it.
     live_id = await leave_rotation(
-        server,
+        server.services,
         world.credential_id,
         status=RotationStatus.VERIFYING,
         lease=timedelta(minutes=5),
@@ -116,7 +116,7 @@ async def test_the_scheduler_resolves_abandoned_rotations_and_disables_their_ver
         http, world.token, vault, "crashy-secret", "seed", strategy="GENERATED"
     )
     rotation_id = await leave_rotation(
-        server,
+        server.services,
         credential_id,
         status=RotationStatus.PENDING,
         lease=timedelta(minutes=5),

@@ -67,7 +67,7 @@ async def test_entering_the_warning_window_warns_once(
         expires_at=(now + timedelta(days=60)).isoformat(),
     )
     clock = Clock(now - timedelta(days=5))  # 15 days left: outside the window
-    worker = scheduler(server, clock)
+    worker = scheduler(server.services, clock)
     assert (await worker.tick()).expiring == 0
     assert await expiring_events(server.services, credential_id) == []
 
@@ -131,7 +131,7 @@ async def test_a_due_external_credential_gets_one_alert_per_version(
 ) -> None:
     now = utcnow()
     clock = Clock(now + timedelta(days=29))
-    worker = scheduler(server, clock)
+    worker = scheduler(server.services, clock)
     # world's credential: EXTERNAL, cadence 90 days, registered just now.
     assert (await worker.tick()).due_alerts == 0
     clock.now = now + timedelta(days=91)
@@ -161,7 +161,7 @@ async def test_a_due_generated_credential_is_rotated_once(
     )
     now = utcnow()
     clock = Clock(now + timedelta(days=1))
-    worker = scheduler(server, clock)
+    worker = scheduler(server.services, clock)
     assert (await worker.tick()).rotated == 0
     clock.now = now + timedelta(days=2, hours=1)
     assert (await worker.tick()).rotated == 1

@@ -72,7 +72,7 @@ async def test_signatures_verify_with_the_reference_implementation(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     assert await hand_dispatcher(services, clock).dispatch_once() == 1
     [seen] = receiver.received
@@ -97,7 +97,7 @@ async def test_a_stale_timestamp_fails_the_reference_verification(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     clock.advance(-600)  # a sender whose clock is 10 minutes behind
     dispatcher = hand_dispatcher(services, clock)
@@ -116,7 +116,7 @@ async def test_500_twice_then_200_is_three_attempts_with_one_webhook_id(
 ) -> None:
     services = server.services
     receiver.answer(Reply(500, b"boom"), Reply(500, b"boom again"), Reply(200, b"ok"))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     dispatcher = hand_dispatcher(services, clock, retry_schedule=(5, 30))
     assert await dispatcher.dispatch_once() == 1
@@ -174,7 +174,7 @@ async def test_410_disables_the_subscription_with_an_event(
 ) -> None:
     services = server.services
     receiver.answer(Reply(410))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     assert await hand_dispatcher(services, Clock()).dispatch_once() == 1
     [delivery] = await deliveries(services, subscription_id=sub["id"])
     assert delivery.status is DeliveryStatus.FAILED
@@ -200,7 +200,7 @@ async def test_retry_after_is_honoured(
 ) -> None:
     services = server.services
     receiver.answer(Reply(503, headers={"Retry-After": "120"}), Reply(200))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     dispatcher = hand_dispatcher(services, clock, retry_schedule=(5,))
     await dispatcher.dispatch_once()
@@ -220,7 +220,7 @@ async def test_a_redirect_is_a_failure_and_is_not_followed(
 ) -> None:
     services = server.services
     receiver.answer(Reply(307, headers={"Location": f"{receiver.base_url}/elsewhere"}))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     await hand_dispatcher(services, Clock(), retry_schedule=(5,)).dispatch_once()
     assert [r.path for r in receiver.received] == ["/hooks"]
     [delivery] = await deliveries(services, subscription_id=sub["id"])
@@ -235,7 +235,7 @@ async def test_the_schedule_spent_fails_the_delivery_with_an_integration_failure
 ) -> None:
     services = server.services
     receiver.answer(Reply(500))
-    sub = await subscribe_and_emit(server, http, token, receiver.url, retrySchedule=[1])
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url, retrySchedule=[1])
     clock = Clock()
     dispatcher = hand_dispatcher(services, clock, retry_schedule=(300, 300))
     await dispatcher.dispatch_once()
@@ -254,7 +254,7 @@ async def test_failing_past_the_disable_window_disables(
 ) -> None:
     services = server.services
     receiver.answer(Reply(500))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     dispatcher = hand_dispatcher(
         services, clock, retry_schedule=(60, 60, 60), disable_after_seconds=100
@@ -281,7 +281,7 @@ async def test_during_rotation_both_secrets_sign(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     rotated = (await ok(http, ROTATE, {"id": sub["id"]}, token))["rotateWebhookSigningSecret"]
     rotated = rotated["subscription"]
     clock = Clock()
@@ -313,7 +313,9 @@ async def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(
     private address, and no request is made."""
     services = server.services
     port = httpx.URL(receiver.base_url).port
-    sub = await subscribe_and_emit(server, http, token, f"http://hooks.rebind.test:{port}/hooks")
+    sub = await subscribe_and_emit(
+        server.services, http, token, f"http://hooks.rebind.test:{port}/hooks"
+    )
 
     async def rebound(host: str, _port: int) -> list[str]:
         assert host == "hooks.rebind.test"
@@ -346,7 +348,7 @@ async def test_the_response_excerpt_is_capped(
 ) -> None:
     services = server.services
     receiver.answer(Reply(500, b"x" * 100_000))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     await hand_dispatcher(services, Clock()).dispatch_once()
     [delivery] = await deliveries(services, subscription_id=sub["id"])
     [attempt] = await attempts(services, delivery.id)

@@ -102,7 +102,7 @@ async def make_connection(
 
 @pytest.fixture
 async def inbound(server: LiveServer, http: httpx.AsyncClient, token: str) -> Inbound:
-    return await make_connection(server, http, token)
+    return await make_connection(server.services, http, token)
 
 
 BODY = json.dumps({"type": "timesheet.approved", "data": {"id": 42}}).encode()
@@ -257,7 +257,9 @@ async def test_unknown_foreign_and_retired_connections_answer_like_a_bad_signatu
     make_token: TokenFactory,
     inbound: Inbound,
 ) -> None:
-    globex = await make_connection(server, http, make_token(tenant="globex"), tenant="globex")
+    globex = await make_connection(
+        server.services, http, make_token(tenant="globex"), tenant="globex"
+    )
     bad = await inbound.post(BODY.replace(b"42", b"0"), inbound.signed(BODY, "msg_bad"))
     unknown = await inbound.post(
         BODY, inbound.signed(BODY, "m1"), path="/webhooks/inbound/conn_01JD8ZZZZZZZZZZZZZZZZZZZZZ"

@@ -55,7 +55,7 @@ async def test_replay_resends_the_preserved_payload_with_the_same_webhook_id(
     receiver: WebhookReceiver,
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     await hand_dispatcher(services, clock).dispatch_once()
     [original] = await deliveries(services, subscription_id=sub["id"])
@@ -138,7 +138,7 @@ async def test_the_subscription_pushes_each_status_change(
 ) -> None:
     services = server.services
     receiver.answer(Reply(500), Reply(200))
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     feed_bus = services.webhook_feed.bus
     clock = Clock()
     async with (

@@ -28,7 +28,7 @@ async def test_two_dispatchers_share_the_queue_without_double_delivery(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url, events=30)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url, events=30)
     clock = Clock()
     other_db = Database(services.settings.database_url)  # another replica's own pool
     try:
@@ -55,7 +55,7 @@ async def test_a_crashed_claim_is_taken_over_after_its_lease(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     crashed = hand_dispatcher(services, clock, lease_seconds=60)
     assert len(await crashed.claim()) == 1  # …and dies before sending
@@ -72,7 +72,7 @@ async def test_dying_mid_delivery_sends_again_with_the_same_webhook_id(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     receiver.hold()
     dying = hand_dispatcher(services, clock)
@@ -104,7 +104,7 @@ async def test_killing_a_dispatcher_process_loses_nothing(
     if backend.name != "postgres":
         pytest.skip("two processes over one database: the PostgreSQL deployment")
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url, events=5)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url, events=5)
     receiver.hold()
     env = {
         **os.environ,
