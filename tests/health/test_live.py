@@ -51,6 +51,7 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
         probe_interval_seconds=0.2,
         circuit_half_open_seconds=1,
         health_window_seconds=1.5,
+        workers={"relay", "prober"},
     )
 
 

@@ -38,10 +38,10 @@ async def test_a_subscriber_on_one_server_sees_what_the_other_probes(
     world: World,
     make_token: TokenFactory,
 ) -> None:
-    a = server
+    a = server  # runs no prober: only B probes, and its detections must reach A
     assert a.services.health_prober is not None
-    await a.services.health_prober.stop()  # only B probes: its detections must reach A
-    async with serve(create_app(settings)) as b:
+    with_prober = settings.model_copy(update={"workers": frozenset({"relay", "prober"})})
+    async with serve(create_app(with_prober)) as b:
         assert b.services.health_prober is not None
         connection_id = await establish(http, world)
         async with subscribe(
