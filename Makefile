@@ -26,8 +26,11 @@ run: $(STAMP)
 	@echo
 	$(BIN)/studio-integrations serve
 
+# Tests run in parallel processes (pytest-xdist), each with its own template databases;
+# PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
