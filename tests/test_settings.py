@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from studio_integrations.settings import DEFAULT_RETRY_SCHEDULE, Settings
+from studio_integrations.services import Services
+from studio_integrations.settings import DEFAULT_RETRY_SCHEDULE, WORKERS, Settings
 
 
 def test_embedded_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,3 +76,28 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value
     monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_workers_default_to_all_and_parse_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().workers == frozenset(WORKERS)
+    monkeypatch.setenv("STUDIO_WORKERS", " relay, prober ")
+    assert Settings().workers == frozenset({"relay", "prober"})
+    monkeypatch.setenv("STUDIO_WORKERS", "")
+    assert Settings().workers == frozenset()  # an API-only replica
+
+
+def test_unknown_workers_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STUDIO_WORKERS", "relay,probr")
+    with pytest.raises(ValidationError, match="probr"):
+        Settings()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.workers("relay", "scheduler")
+async def test_a_process_starts_only_the_workers_it_is_told_to(services: Services) -> None:
+    assert services.rotation_scheduler is not None and services.health_prober is not None
+    assert services.rotation_scheduler._task is not None  # started
+    assert not services.health_prober.running  # built (for /healthz) but not started
+    assert services.webhook_dispatcher._task is None
