@@ -6,14 +6,15 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from sqlalchemy import select
 
-from studio_integrations.domain.catalogue import CatalogueLoad
+from studio_integrations.domain.catalogue import CatalogueLoad, load_catalogue
 from studio_integrations.domain.provider_calls import AuthScheme
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Provider
 from studio_integrations.services import Services
-from tests.conftest import TokenFactory
+from tests.conftest import SharedApp, TokenFactory
 from tests.providers.conftest import PROVIDERS, REGISTER_PROVIDER, counts, provider_input
 from tests.support.graphql import gql
 from tests.support.live import LiveServer
@@ -184,16 +185,21 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def catalogued(shared: SharedApp) -> SharedApp:
+    """The module's shared app with the catalogue loaded (the refusals below change nothing)."""
+    await load_catalogue(shared.services.db)
+    return shared
+
+
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", list(REJECTED), ids=list(REJECTED))
 async def test_an_invalid_auth_scheme_is_refused_and_nothing_is_written(
-    case: str,
-    services: Services,
-    http: httpx.AsyncClient,
-    make_token: TokenFactory,
-    catalogue: CatalogueLoad,
+    case: str, catalogued: SharedApp
 ) -> None:
+    services, http = catalogued.services, catalogued.http
     overrides, code = REJECTED[case]
-    token = make_token(tenant="acme", scopes="all")
+    token = catalogued.make_token(tenant="acme", scopes="all")
     before = await counts(services.db)
 
     payload = await _register(http, token, **overrides)
