@@ -100,6 +100,7 @@ from studio_integrations.schema.webhooks import (
     WebhookSubscriptionConnection,
 )
 from studio_integrations.subscriptions.audit import subscribe_audit_events
+from studio_integrations.subscriptions.execution import EventScopedExecutor
 from studio_integrations.subscriptions.health import (
     subscribe_health_changed,
     subscribe_integration_failures,
@@ -382,6 +383,7 @@ def build_schema() -> strawberry.Schema:
             WebhookDelivery,
         ],
         extensions=schema_extensions(),
+        execution_context_class=EventScopedExecutor,
     )
 
 
