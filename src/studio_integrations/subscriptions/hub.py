@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from studio_integrations.events.envelope import EventEnvelope
 
 if TYPE_CHECKING:
     from studio_integrations.services import Services
+    from studio_integrations.subscriptions.cohorts import Cohort
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,12 @@ class _Closed:
 
 _CLOSED = _Closed()
 
+# Set in a cohort's task (``subscriptions.cohorts``): the hub subscriber its resolver opens
+# stands for all the cohort's members, which is what ``FanoutHub.subscribers`` counts.
+COHORT_MEMBERS: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
+    "cohort_members", default=None
+)
+
 
 @dataclass(eq=False)
 class HubSubscriber:
@@ -56,9 +64,14 @@ class HubSubscriber:
     queue: asyncio.Queue[EventEnvelope | _Closed] = field(init=False)
     dropped: bool = False
     high_water: int = 0  # the most events this subscriber's queue ever held
+    members: Callable[[], int] | None = None  # a cohort's: how many subscriptions it serves
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size)
+
+    @property
+    def weight(self) -> int:
+        return 1 if self.members is None else self.members()
 
     def offer(self, envelope: EventEnvelope) -> bool:
         """Queue without waiting; False (and dropped) when the subscriber is too far behind."""
@@ -110,6 +123,8 @@ class FanoutHub:
         self._lock = asyncio.Lock()
         self.dropped = 0  # slow subscribers dropped so far
         self.delivered = 0
+        # Cohorts by key (``subscriptions.cohorts``); their members' backlogs count too.
+        self.cohorts: dict[Hashable, Cohort] = {}
         bus.local_counter = self.subscribers
 
     # -- subscribing --------------------------------------------------------------------------
@@ -117,7 +132,7 @@ class FanoutHub:
     @asynccontextmanager
     async def subscribe(self, tenant_id: str) -> AsyncIterator[HubSubscriber]:
         """A subscriber of one tenant's events; the channel is open when this yields."""
-        subscriber = HubSubscriber(tenant_id, self.queue_size)
+        subscriber = HubSubscriber(tenant_id, self.queue_size, members=COHORT_MEMBERS.get())
         channel = await self._join(subscriber)
         try:
             await channel.ready.wait()
@@ -181,15 +196,18 @@ class FanoutHub:
 
     def subscribers(self, tenant_id: str) -> int:
         channel = self._channels.get(tenant_id)
-        return len(channel.subscribers) if channel and channel.ready.is_set() else 0
+        if channel is None or not channel.ready.is_set():
+            return 0
+        return sum(s.weight for s in channel.subscribers)
 
     def queue_sizes(self) -> list[int]:
-        return [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
+        hub = [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
+        return hub + [m.backlog for c in self.cohorts.values() for m in c.members]
 
     def high_water(self) -> int:
-        return max(
-            (s.high_water for c in self._channels.values() for s in c.subscribers), default=0
-        )
+        hub = (s.high_water for c in self._channels.values() for s in c.subscribers)
+        members = (m.high_water for c in self.cohorts.values() for m in c.members)
+        return max((*hub, *members), default=0)
 
     async def close(self) -> None:
         async with self._lock:
