@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -199,3 +200,86 @@ async def test_members_leave_and_the_cohort_goes_with_the_last(
             await asyncio.sleep(0.01)
         assert not hub.cohorts
         assert hub.subscribers("acme") == 0
+
+
+BLOB = "subscription { auditEvents { id data } }"
+
+
+def blob_event(n: int) -> EventEnvelope:
+    return EventEnvelope(
+        id=new_id("AuditEvent"),
+        type="ProviderRegistered",
+        tenant_id="acme",
+        occurred_at=utcnow(),
+        actor=SYSTEM_ACTOR,
+        trace_id="0" * 32,
+        subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
+        data={"n": n, "blob": secrets.token_urlsafe(48 * 1024)},  # fills buffers quickly
+    )
+
+
+async def test_a_slow_member_is_dropped_alone(server: LiveServer, make_token: TokenFactory) -> None:
+    """A member that never reads is dropped for its own backlog; the members of its cohort
+    that keep up receive every event, in order, and stay."""
+    services = server.services
+    hub = services.hub
+    assert hub is not None
+    token = make_token()
+    async with contextlib.AsyncExitStack() as stack:
+        # max_queue=1: the client stops reading its socket once one frame waits.
+        slow = await stack.enter_async_context(ws_connect(server.ws_url, max_queue=1))
+        healthy = [await stack.enter_async_context(ws_connect(server.ws_url)) for _ in range(3)]
+        for n, ws in enumerate([slow, *healthy]):
+            assert (await init(ws, token))["type"] == "connection_ack"
+            await send(ws, {"id": f"op{n}", "type": "subscribe", "payload": {"query": BLOB}})
+        for _ in range(1000):
+            if hub.subscribers("acme") == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert len(hub.cohorts) == 1
+        sent = 0
+        while hub.dropped == 0:
+            assert sent < 2000, "the slow member was never dropped"
+            event = blob_event(sent)
+            await services.bus.publish("acme", event.to_json())
+            sent += 1
+            for n, ws in enumerate(healthy, start=1):
+                frame = await next_frame(ws)
+                assert (frame["id"], frame["payload"]["data"]["auditEvents"]["id"]) == (
+                    f"op{n}",
+                    event.id,
+                )
+            assert max(hub.queue_sizes()) <= services.settings.subscription_queue_size
+        assert hub.dropped == 1
+        assert hub.subscribers("acme") == 3  # the healthy ones are all still there
+        event = blob_event(sent)
+        await services.bus.publish("acme", event.to_json())
+        for ws in healthy:
+            frame = await next_frame(ws)
+            assert frame["payload"]["data"]["auditEvents"]["id"] == event.id
+
+
+UPDATED = "subscription { webhookDeliveryUpdated { id status } }"
+
+
+async def test_delivery_updates_go_through_the_hub(
+    server: LiveServer, make_token: TokenFactory
+) -> None:
+    """webhookDeliveryUpdated reads the delivery feed through the hub: bounded queues and
+    cohorts, like the other subscriptions."""
+    services = server.services
+    hub = services.hub
+    assert hub is not None
+    feed_bus = services.webhook_feed.bus
+    token = make_token()
+    async with ws_connect(server.ws_url) as first, ws_connect(server.ws_url) as second:
+        for ws in (first, second):
+            await init(ws, token)
+            await send(ws, {"id": "w", "type": "subscribe", "payload": {"query": UPDATED}})
+        for _ in range(1000):
+            if hub.subscribers("acme", bus=feed_bus) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert hub.subscribers("acme", bus=feed_bus) == 2
+        assert hub.subscribers("acme") == 0  # the feed's channel, not the audit one
+        assert len(hub.cohorts) == 1

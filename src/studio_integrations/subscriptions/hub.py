@@ -61,6 +61,7 @@ COHORT_MEMBERS: contextvars.ContextVar[Callable[[], int] | None] = contextvars.C
 class HubSubscriber:
     tenant_id: str
     queue_size: int
+    bus: EventBus
     queue: asyncio.Queue[EventEnvelope | _Closed] = field(init=False)
     dropped: bool = False
     high_water: int = 0  # the most events this subscriber's queue ever held
@@ -119,7 +120,7 @@ class FanoutHub:
     def __init__(self, bus: EventBus, *, queue_size: int = 256) -> None:
         self._bus = bus
         self.queue_size = queue_size
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[tuple[EventBus, str], _Channel] = {}
         self._lock = asyncio.Lock()
         self.dropped = 0  # slow subscribers dropped so far
         self.delivered = 0
@@ -130,9 +131,16 @@ class FanoutHub:
     # -- subscribing --------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def subscribe(self, tenant_id: str) -> AsyncIterator[HubSubscriber]:
-        """A subscriber of one tenant's events; the channel is open when this yields."""
-        subscriber = HubSubscriber(tenant_id, self.queue_size, members=COHORT_MEMBERS.get())
+    async def subscribe(
+        self, tenant_id: str, *, bus: EventBus | None = None
+    ) -> AsyncIterator[HubSubscriber]:
+        """A subscriber of one tenant's events (of the main bus, or of another one such as the
+        webhook delivery feed's); the channel is open when this yields."""
+        bus = bus or self._bus
+        if bus.local_counter is None:
+            bus.local_counter = lambda tenant: self.subscribers(tenant, bus=bus)
+        members = COHORT_MEMBERS.get()
+        subscriber = HubSubscriber(tenant_id, self.queue_size, bus, members=members)
         channel = await self._join(subscriber)
         try:
             await channel.ready.wait()
@@ -142,12 +150,13 @@ class FanoutHub:
 
     async def _join(self, subscriber: HubSubscriber) -> _Channel:
         async with self._lock:
-            channel = self._channels.get(subscriber.tenant_id)
+            key = (subscriber.bus, subscriber.tenant_id)
+            channel = self._channels.get(key)
             if channel is None or channel.reader is None or channel.reader.done():
                 channel = _Channel()
-                self._channels[subscriber.tenant_id] = channel
+                self._channels[key] = channel
                 channel.reader = asyncio.create_task(
-                    self._read(subscriber.tenant_id, channel),
+                    self._read(subscriber.bus, subscriber.tenant_id, channel),
                     name=f"hub-{subscriber.tenant_id}",
                 )
             channel.subscribers.add(subscriber)
@@ -155,22 +164,23 @@ class FanoutHub:
 
     async def _leave(self, subscriber: HubSubscriber) -> None:
         async with self._lock:
-            channel = self._channels.get(subscriber.tenant_id)
+            key = (subscriber.bus, subscriber.tenant_id)
+            channel = self._channels.get(key)
             if channel is None:
                 return
             channel.subscribers.discard(subscriber)
             if channel.subscribers:
                 return
-            del self._channels[subscriber.tenant_id]
+            del self._channels[key]
             reader = channel.reader
         if reader is not None:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, 3)
 
-    async def _read(self, tenant_id: str, channel: _Channel) -> None:
+    async def _read(self, bus: EventBus, tenant_id: str, channel: _Channel) -> None:
         try:
-            async with self._bus.subscribe(tenant_id) as envelopes:
+            async with bus.subscribe(tenant_id) as envelopes:
                 channel.ready.set()
                 async for envelope in envelopes:
                     self._fan_out(channel, envelope)
@@ -194,8 +204,8 @@ class FanoutHub:
 
     # -- introspection (metrics and tests) ----------------------------------------------------
 
-    def subscribers(self, tenant_id: str) -> int:
-        channel = self._channels.get(tenant_id)
+    def subscribers(self, tenant_id: str, *, bus: EventBus | None = None) -> int:
+        channel = self._channels.get((bus or self._bus, tenant_id))
         if channel is None or not channel.ready.is_set():
             return 0
         return sum(s.weight for s in channel.subscribers)
@@ -222,13 +232,13 @@ class FanoutHub:
 
 @asynccontextmanager
 async def tenant_events(
-    services: Services, tenant_id: str
+    services: Services, tenant_id: str, *, bus: EventBus | None = None
 ) -> AsyncIterator[AsyncIterator[EventEnvelope]]:
-    """One tenant's events for a subscription resolver: through the hub (services started),
-    else straight from the bus."""
+    """One tenant's events (of ``bus``, by default the services' own) for a subscription
+    resolver: through the hub (services started), else straight from the bus."""
     if services.hub is not None:
-        async with services.hub.subscribe(tenant_id) as subscriber:
+        async with services.hub.subscribe(tenant_id, bus=bus) as subscriber:
             yield subscriber.__aiter__()
     else:
-        async with services.bus.subscribe(tenant_id) as envelopes:
+        async with (bus or services.bus).subscribe(tenant_id) as envelopes:
             yield envelopes
