@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from studio_integrations.errors import StudioError
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.envelope import EventEnvelope
+from studio_integrations.events.replay import check_cursor, events_after
 
 if TYPE_CHECKING:
     from studio_integrations.services import Services
@@ -242,3 +243,33 @@ async def tenant_events(
     else:
         async with (bus or services.bus).subscribe(tenant_id) as envelopes:
             yield envelopes
+
+
+@asynccontextmanager
+async def resumable_events(
+    services: Services, tenant_id: str, after: str | None
+) -> AsyncIterator[AsyncIterator[EventEnvelope]]:
+    """One tenant's events; with ``after`` (a pushed event's cursor) first every event
+    committed after it, in commit order, then the live ones, with no gap and no duplicate.
+
+    The live subscription is in place before the replay reads the database, so an event
+    is either read by the replay or arrives live (or both: live events at or before the last
+    replayed sequence are skipped). The cursor is checked before anything is opened."""
+    if after is None:
+        async with tenant_events(services, tenant_id) as live:
+            yield live
+        return
+    last = await check_cursor(services.db, tenant_id, after)
+    async with tenant_events(services, tenant_id) as live:
+
+        async def replay_then_live() -> AsyncIterator[EventEnvelope]:
+            nonlocal last
+            async for envelope in events_after(services.db, tenant_id, last):
+                last = envelope.sequence or last
+                yield envelope
+            async for envelope in live:
+                if envelope.sequence is not None and envelope.sequence <= last:
+                    continue
+                yield envelope
+
+        yield replay_then_live()
