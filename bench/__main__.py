@@ -5,12 +5,16 @@
 - audit page: `auditEvents(first: 50)` vs the viewer query: the cost of one database page.
 - fan-out: emit -> outbox -> bus -> subscriber, median latency (absolute; its baseline is the
   relay poll interval it is woken before).
+
+``--fanout`` runs ``bench.fanout`` instead (live fan-out vs a raw WebSocket broadcast,
+``--subscribers N``, ``--soak MINUTES``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,4 +99,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--fanout" in sys.argv:
+        from bench import fanout
+
+        fanout.main([a for a in sys.argv[1:] if a != "--fanout"])
+    else:
+        asyncio.run(main())

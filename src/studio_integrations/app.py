@@ -32,10 +32,10 @@ from studio_integrations.events.trace import trace_id_from
 from studio_integrations.inbound import inbound_webhook
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
-from studio_integrations.schema.limits import StudioTransportWSHandler
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
+from studio_integrations.subscriptions.cohorts import CohortTransportWSHandler
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ _HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPOR
 
 
 class StudioGraphQL(GraphQL[StudioContext, None]):
-    # Caps live operations per socket and per tenant (TOO_MANY_SUBSCRIPTIONS).
-    graphql_transport_ws_handler_class = StudioTransportWSHandler
+    # Caps live operations per socket and per tenant (TOO_MANY_SUBSCRIPTIONS) and runs
+    # identical subscriptions once per event (cohorts).
+    graphql_transport_ws_handler_class = CohortTransportWSHandler
 
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -4,7 +4,9 @@ and a bus outage delays them without losing any."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -12,11 +14,13 @@ from sqlalchemy import func, select
 
 from studio_integrations.app import create_app
 from studio_integrations.domain.context import ActionContext
+from studio_integrations.events.bus import EventBus
 from studio_integrations.events.envelope import EventEnvelope, EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.persistence.db import TenantScope
+from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import AuditEvent, Credential, OutboxMessage
 from studio_integrations.services import Services
+from studio_integrations.workers.outbox_relay import OutboxRelay
 from tests.conftest import TokenFactory, make_settings
 from tests.support.backends import Backend
 from tests.support.events import emit
@@ -87,7 +91,11 @@ async def test_committed_events_are_published_to_their_tenant_channel_in_order(
         sent = [await emit(services, "acme", subject_id=f"prov_{i}") for i in range(5)]
         received: list[EventEnvelope] = [await asyncio.wait_for(anext(acme), 10) for _ in sent]
         assert [e.id for e in received] == [e.id for e in sent]
-        assert received[0] == sent[0]  # the envelope survives the bus byte for byte
+        # The envelope survives the bus byte for byte, with its commit-order sequence.
+        assert replace(received[0], sequence=None) == sent[0]
+        sequences = [e.sequence for e in received]
+        assert all(isinstance(n, int) for n in sequences)
+        assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(anext(globex), 0.3)
     await _until(lambda: _no_unpublished(services))
@@ -160,3 +168,38 @@ async def test_redis_outage_delays_events_and_loses_none(
 async def _attempted(services: Services) -> bool:
     rows = await _unpublished(services)
     return bool(rows)  # the event is committed and still waiting for the bus
+
+
+async def test_the_bus_coming_back_wakes_the_relay(backend: Backend, tmp_path: Path) -> None:
+    """A relay asleep (poll and back-off of an hour) publishes what waited as soon as the bus
+    has reconnected: nothing is left to wait for once Redis answers."""
+    with private_redis(tmp_path) as redis:
+        settings = make_settings(Backend(backend.name, backend.database_url, redis.url), tmp_path)
+        writer = Services.build(settings)  # emits only (its commits cannot wake this relay)
+        db = Database(settings.database_url)
+        bus = EventBus(settings.broadcast_url, namespace=settings.bus_namespace)
+        await bus.connect()
+        relay = OutboxRelay(db, bus, poll_seconds=3600, max_backoff=3600)
+        try:
+            async with bus.subscribe("acme") as events:
+                await _until_true(lambda: bus.connected)
+                relay.start()
+                redis.stop()
+                await _until_true(lambda: not bus.connected)
+                sent = await emit(writer, "acme")
+                redis.start()
+                got = await asyncio.wait_for(anext(events), 30)
+                assert got.id == sent.id
+        finally:
+            await relay.stop()
+            await bus.disconnect()
+            await db.dispose()
+            await writer.db.dispose()
+
+
+async def _until_true(predicate: Any) -> None:
+    for _ in range(2000):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")

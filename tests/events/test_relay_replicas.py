@@ -69,3 +69,36 @@ async def _drain(relay: OutboxRelay) -> int:
         total += published
         if published == 0:
             return total
+
+
+class NoTransactionBus(EventBus):
+    """Fails a publication made while the relay's database holds a connection."""
+
+    def __init__(self, url: str, namespace: str, db: Database) -> None:
+        super().__init__(url, namespace=namespace)
+        self.db = db
+        self.held: list[int] = []
+
+    async def publish(self, tenant_id: str, payload: str) -> None:
+        self.held.append(self.db.engine.pool.checkedout())  # type: ignore[attr-defined]
+        await super().publish(tenant_id, payload)
+
+
+async def test_the_relay_holds_no_transaction_while_it_publishes(
+    backend: Backend, tmp_path: Path
+) -> None:
+    settings = make_settings(backend, tmp_path)
+    writer = Services.build(settings)
+    db = Database(settings.database_url)
+    bus = NoTransactionBus(settings.broadcast_url, settings.bus_namespace, db)
+    await bus.connect()
+    try:
+        for i in range(5):
+            await emit(writer, "acme", subject_id=f"prov_{i}")
+        relay = OutboxRelay(db, bus)
+        assert await _drain(relay) == 5
+        assert bus.held == [0] * 5
+    finally:
+        await bus.disconnect()
+        await db.dispose()
+        await writer.db.dispose()

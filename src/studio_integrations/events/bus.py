@@ -4,8 +4,9 @@
 ``ResilientRedisBackend``: broadcaster's own Redis backend lets its listener die on the first
 connection error and never reconnects (encode/broadcaster#144), which would leave every
 subscriber of this process hanging after a Redis restart. Ours reconnects with back-off and
-re-subscribes. Publishing raises while Redis is down; the outbox relay retries, so nothing
-is lost.
+re-subscribes, retrying at most every second (``max_backoff``) so it is back within a second
+or two of Redis answering. Publishing raises while Redis is down; the outbox relay retries,
+and is woken the moment the bus is back (``on_reconnect``), so nothing is lost or late.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class BusUnavailable(Exception):
 
 
 class ResilientRedisBackend(BroadcastBackend):
-    def __init__(self, url: str, *, max_backoff: float = 5.0) -> None:
+    def __init__(self, url: str, *, max_backoff: float = 1.0) -> None:
         self._url = url
         self._max_backoff = max_backoff
         self._channels: set[str] = set()
@@ -56,6 +57,7 @@ class ResilientRedisBackend(BroadcastBackend):
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.on_connected: list[Callable[[], None]] = []  # called each time it is (re)connected
         self.reconnects = 0
         self._closing = False
 
@@ -168,6 +170,8 @@ class ResilientRedisBackend(BroadcastBackend):
                     log.warning("event bus reconnected to redis")
                 lost = False
                 self.connected.set()
+                for listener in self.on_connected:
+                    listener()
                 backoff = 0.05
                 while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
@@ -206,6 +210,12 @@ class EventBus:
 
     async def connect(self) -> None:
         await self._broadcast.connect()
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` each time the bus (re)connects, e.g. to wake the outbox relay
+        at once after an outage instead of at the end of its back-off."""
+        if self._redis is not None:
+            self._redis.on_connected.append(listener)
 
     async def disconnect(self) -> None:
         await self._broadcast.disconnect()

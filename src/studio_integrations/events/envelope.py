@@ -50,6 +50,8 @@ class EventEnvelope:
     trace_id: str
     subject: EventSubject
     data: dict[str, Any] = field(default_factory=dict)
+    # Commit-order position (``audit_events.sequence``), on the bus only: set by the relay.
+    sequence: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,12 @@ class EventEnvelope:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
+    def to_bus_json(self) -> str:
+        """The bus message: the envelope and its commit-order ``sequence``."""
+        return json.dumps(
+            {**self.to_dict(), "sequence": self.sequence}, separators=(",", ":"), sort_keys=True
+        )
+
     @classmethod
     def from_json(cls, raw: str) -> EventEnvelope:
         doc = json.loads(raw)
@@ -86,4 +94,5 @@ class EventEnvelope:
             trace_id=doc["traceId"],
             subject=EventSubject(type=doc["subject"]["type"], id=doc["subject"]["id"]),
             data=doc.get("data") or {},
+            sequence=doc.get("sequence"),
         )

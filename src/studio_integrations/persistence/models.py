@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ForeignKey,
     Index,
     Integer,
@@ -432,6 +433,7 @@ class AuditEvent(TenantScoped, Base):
         Index("ix_audit_events_tenant_type", "tenant_id", "type", "id"),
         Index("ix_audit_events_tenant_subject", "tenant_id", "subject_id", "id"),
         Index("ix_audit_events_tenant_occurred", "tenant_id", "occurred_at"),
+        Index("ix_audit_events_sequence", "sequence", unique=True),
     )
 
     id: Mapped[str] = _id_column("AuditEvent")
@@ -444,6 +446,9 @@ class AuditEvent(TenantScoped, Base):
     subject_type: Mapped[str] = mapped_column(String(100))
     subject_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Commit-order position, assigned by the outbox relay (``workers.outbox_relay``): the
+    # cursor of resumable subscriptions. None until the relay claimed the event.
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class OutboxMessage(TenantScoped, Base):
@@ -466,6 +471,7 @@ class OutboxMessage(TenantScoped, Base):
     published_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]  # claimed by a relay publishing it until then
 
 
 # --- Local vault -------------------------------------------------------------------------

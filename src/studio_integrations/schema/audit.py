@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 import studio_integrations.schema.enums  # noqa: F401  (registers the enums)
 from studio_integrations.domain.enums import ActorKind
 from studio_integrations.events.envelope import EventEnvelope
+from studio_integrations.events.replay import event_cursor
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.schema.relay import Connection, Node
 
@@ -37,6 +38,11 @@ class AuditEvent(Node):
     trace_id: str
     subject: EventSubject
     data: JSON
+    cursor: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Where this event stands in commit order: pass it as `after` to resume a "
+        "subscription from here (null for events not yet published).",
+    )
 
     @classmethod
     def from_row(cls, row: AuditEventRow) -> AuditEvent:
@@ -49,6 +55,7 @@ class AuditEvent(Node):
             trace_id=row.trace_id,
             subject=EventSubject(type=row.subject_type, id=strawberry.ID(row.subject_id)),
             data=cast(JSON, row.data),
+            cursor=event_cursor_id(row.sequence),
         )
 
     @classmethod
@@ -62,7 +69,13 @@ class AuditEvent(Node):
             trace_id=env.trace_id,
             subject=EventSubject(type=env.subject.type, id=strawberry.ID(env.subject.id)),
             data=cast(JSON, env.data),
+            cursor=event_cursor_id(env.sequence),
         )
+
+
+def event_cursor_id(sequence: int | None) -> strawberry.ID | None:
+    cursor = event_cursor(sequence)
+    return None if cursor is None else strawberry.ID(cursor)
 
 
 @strawberry.input(description="Narrow the audit log. All given conditions must hold.")

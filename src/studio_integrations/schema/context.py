@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -57,10 +57,15 @@ class StudioContext:
         async with self.services.db.transaction(self.scope) as session:
             yield session
 
+    def for_event(self) -> StudioContext:
+        """The context one subscription event executes with: this socket's, with loaders of
+        its own (``subscriptions.execution``), so nothing is cached across events."""
+        return replace(self, _loaders=None)
+
     @property
     def loaders(self) -> Loaders:
-        """DataLoaders for this HTTP request. (WebSocket contexts live as long as the socket:
-        subscription resolvers build fresh loaders per event instead.)"""
+        """DataLoaders for this HTTP request, or for one subscription event (``for_event``):
+        a WebSocket's context lives as long as the socket."""
         if self._loaders is None:
             self._loaders = Loaders(self.services.db, self.scope)
         return self._loaders

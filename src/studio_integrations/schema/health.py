@@ -29,6 +29,7 @@ from studio_integrations.persistence.models import IntegrationRun as RunRow
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.persistence.models import WebhookDelivery as DeliveryRow
 from studio_integrations.resolvers.loaders import Loaders
+from studio_integrations.schema.audit import event_cursor_id
 from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.providers import Provider
@@ -174,6 +175,11 @@ class IntegrationFailure(Node):
     delivery_id: strawberry.ID | None = strawberry.field(
         description="The originating webhook delivery, for delivery failures."
     )
+    cursor: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Where this event stands in commit order: pass it as `after` to resume a "
+        "subscription from here (null for events not yet published).",
+    )
     loaders: strawberry.Private[Loaders | None] = None
 
     @strawberry.field(
@@ -244,6 +250,7 @@ class IntegrationFailure(Node):
             connection_id=_id(data.get("connectionId")),
             run_id=_id(data.get("runId")),
             delivery_id=_id(data.get("deliveryId")),
+            cursor=event_cursor_id(env.sequence),
             loaders=loaders,
         )
 
@@ -319,6 +326,11 @@ class HealthChange:
     run_id: strawberry.ID | None = strawberry.field(description="The deciding run.")
     occurred_at: datetime
     trace_id: str
+    cursor: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Where this event stands in commit order: pass it as `after` to resume a "
+        "subscription from here (null for events not yet published).",
+    )
     loaders: strawberry.Private[Loaders | None] = None
 
     @strawberry.field
@@ -340,5 +352,6 @@ class HealthChange:
             run_id=_id(data.get("runId")),
             occurred_at=env.occurred_at,
             trace_id=env.trace_id,
+            cursor=event_cursor_id(env.sequence),
             loaders=loaders,
         )

@@ -100,6 +100,7 @@ from studio_integrations.schema.webhooks import (
     WebhookSubscriptionConnection,
 )
 from studio_integrations.subscriptions.audit import subscribe_audit_events
+from studio_integrations.subscriptions.execution import EventScopedExecutor
 from studio_integrations.subscriptions.health import (
     subscribe_health_changed,
     subscribe_integration_failures,
@@ -335,21 +336,27 @@ class Subscription:
         resolver=subscribe_health_changed,
         extensions=requires(Scope.HEALTH_READ),
         description="Each change of a connection's health status, optionally of one connection "
-        "or provider. Requires `health:read`.",
+        "or provider. Requires `health:read`."
+        "With `after` (a pushed item's `cursor`) it first replays, in commit order, what was "
+        "committed since.",
     )
 
     integration_failures: AsyncGenerator[IntegrationFailure, None] = strawberry.subscription(
         resolver=subscribe_integration_failures,
         extensions=requires(Scope.HEALTH_READ),
         description="Failures as they happen, optionally of one category or connection. "
-        "Requires `health:read`.",
+        "Requires `health:read`."
+        "With `after` (a pushed item's `cursor`) it first replays, in commit order, what was "
+        "committed since.",
     )
 
     audit_events: AsyncGenerator[AuditEvent, None] = strawberry.subscription(
         resolver=subscribe_audit_events,
         extensions=requires(Scope.AUDIT_READ),
         description=(
-            "The tenant's events as they happen, optionally only some types. Requires `audit:read`."
+            "The tenant's events as they happen, optionally only some types. Requires "
+            "`audit:read`. With `after` (a pushed event's `cursor`) it first replays, in "
+            "commit order, what was committed since."
         ),
     )
 
@@ -382,6 +389,7 @@ def build_schema() -> strawberry.Schema:
             WebhookDelivery,
         ],
         extensions=schema_extensions(),
+        execution_context_class=EventScopedExecutor,
     )
 
 

@@ -2,8 +2,9 @@
 
 Both read the caller's tenant channel (chosen from the token, never from an argument)
 through the fan-out hub, and apply their filters here, on the server: a client receives only
-the events it asked for. Each delivered object gets loaders of its own, so nested fields
-(``connection``, ``run``) are read fresh for each event.
+the events it asked for; ``after`` resumes from a pushed item's cursor. Each delivered object
+gets loaders of its own, so nested fields (``connection``, ``run``) are read fresh for each
+event.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ from studio_integrations.events.envelope import EventType
 from studio_integrations.resolvers.loaders import Loaders
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.health import HealthChange, IntegrationFailure
-from studio_integrations.subscriptions.hub import tenant_events
+from studio_integrations.subscriptions.hub import resumable_events
 
 
 async def subscribe_health_changed(
     info: Info,
     connection_id: strawberry.ID | None = None,
     provider_id: strawberry.ID | None = None,
+    after: strawberry.ID | None = None,
 ) -> AsyncGenerator[HealthChange, None]:
     principal = info.context.require_principal()
     services = info.context.services
     wanted_connection = str(connection_id) if connection_id is not None else None
     wanted_provider = str(provider_id) if provider_id is not None else None
-    async with tenant_events(services, principal.tenant_id) as envelopes:
+    async with resumable_events(services, principal.tenant_id, after) as envelopes:
         async for envelope in envelopes:
             if envelope.tenant_id != principal.tenant_id:
                 continue  # defence in depth: channels are per tenant already
@@ -47,11 +49,12 @@ async def subscribe_integration_failures(
     info: Info,
     category: FailureCategory | None = None,
     connection_id: strawberry.ID | None = None,
+    after: strawberry.ID | None = None,
 ) -> AsyncGenerator[IntegrationFailure, None]:
     principal = info.context.require_principal()
     services = info.context.services
     wanted_connection = str(connection_id) if connection_id is not None else None
-    async with tenant_events(services, principal.tenant_id) as envelopes:
+    async with resumable_events(services, principal.tenant_id, after) as envelopes:
         async for envelope in envelopes:
             if envelope.tenant_id != principal.tenant_id:
                 continue

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,9 +30,11 @@ from typing import TYPE_CHECKING
 from studio_integrations.errors import StudioError
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.envelope import EventEnvelope
+from studio_integrations.events.replay import check_cursor, events_after
 
 if TYPE_CHECKING:
     from studio_integrations.services import Services
+    from studio_integrations.subscriptions.cohorts import Cohort
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,29 @@ class _Closed:
 
 _CLOSED = _Closed()
 
+# Set in a cohort's task (``subscriptions.cohorts``): the hub subscriber its resolver opens
+# stands for all the cohort's members, which is what ``FanoutHub.subscribers`` counts.
+COHORT_MEMBERS: contextvars.ContextVar[Callable[[], int] | None] = contextvars.ContextVar(
+    "cohort_members", default=None
+)
+
 
 @dataclass(eq=False)
 class HubSubscriber:
     tenant_id: str
     queue_size: int
+    bus: EventBus
     queue: asyncio.Queue[EventEnvelope | _Closed] = field(init=False)
     dropped: bool = False
     high_water: int = 0  # the most events this subscriber's queue ever held
+    members: Callable[[], int] | None = None  # a cohort's: how many subscriptions it serves
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.queue_size)
+
+    @property
+    def weight(self) -> int:
+        return 1 if self.members is None else self.members()
 
     def offer(self, envelope: EventEnvelope) -> bool:
         """Queue without waiting; False (and dropped) when the subscriber is too far behind."""
@@ -106,18 +121,27 @@ class FanoutHub:
     def __init__(self, bus: EventBus, *, queue_size: int = 256) -> None:
         self._bus = bus
         self.queue_size = queue_size
-        self._channels: dict[str, _Channel] = {}
+        self._channels: dict[tuple[EventBus, str], _Channel] = {}
         self._lock = asyncio.Lock()
         self.dropped = 0  # slow subscribers dropped so far
         self.delivered = 0
+        # Cohorts by key (``subscriptions.cohorts``); their members' backlogs count too.
+        self.cohorts: dict[Hashable, Cohort] = {}
         bus.local_counter = self.subscribers
 
     # -- subscribing --------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def subscribe(self, tenant_id: str) -> AsyncIterator[HubSubscriber]:
-        """A subscriber of one tenant's events; the channel is open when this yields."""
-        subscriber = HubSubscriber(tenant_id, self.queue_size)
+    async def subscribe(
+        self, tenant_id: str, *, bus: EventBus | None = None
+    ) -> AsyncIterator[HubSubscriber]:
+        """A subscriber of one tenant's events (of the main bus, or of another one such as the
+        webhook delivery feed's); the channel is open when this yields."""
+        bus = bus or self._bus
+        if bus.local_counter is None:
+            bus.local_counter = lambda tenant: self.subscribers(tenant, bus=bus)
+        members = COHORT_MEMBERS.get()
+        subscriber = HubSubscriber(tenant_id, self.queue_size, bus, members=members)
         channel = await self._join(subscriber)
         try:
             await channel.ready.wait()
@@ -127,12 +151,13 @@ class FanoutHub:
 
     async def _join(self, subscriber: HubSubscriber) -> _Channel:
         async with self._lock:
-            channel = self._channels.get(subscriber.tenant_id)
+            key = (subscriber.bus, subscriber.tenant_id)
+            channel = self._channels.get(key)
             if channel is None or channel.reader is None or channel.reader.done():
                 channel = _Channel()
-                self._channels[subscriber.tenant_id] = channel
+                self._channels[key] = channel
                 channel.reader = asyncio.create_task(
-                    self._read(subscriber.tenant_id, channel),
+                    self._read(subscriber.bus, subscriber.tenant_id, channel),
                     name=f"hub-{subscriber.tenant_id}",
                 )
             channel.subscribers.add(subscriber)
@@ -140,22 +165,23 @@ class FanoutHub:
 
     async def _leave(self, subscriber: HubSubscriber) -> None:
         async with self._lock:
-            channel = self._channels.get(subscriber.tenant_id)
+            key = (subscriber.bus, subscriber.tenant_id)
+            channel = self._channels.get(key)
             if channel is None:
                 return
             channel.subscribers.discard(subscriber)
             if channel.subscribers:
                 return
-            del self._channels[subscriber.tenant_id]
+            del self._channels[key]
             reader = channel.reader
         if reader is not None:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(reader, 3)
 
-    async def _read(self, tenant_id: str, channel: _Channel) -> None:
+    async def _read(self, bus: EventBus, tenant_id: str, channel: _Channel) -> None:
         try:
-            async with self._bus.subscribe(tenant_id) as envelopes:
+            async with bus.subscribe(tenant_id) as envelopes:
                 channel.ready.set()
                 async for envelope in envelopes:
                     self._fan_out(channel, envelope)
@@ -179,17 +205,20 @@ class FanoutHub:
 
     # -- introspection (metrics and tests) ----------------------------------------------------
 
-    def subscribers(self, tenant_id: str) -> int:
-        channel = self._channels.get(tenant_id)
-        return len(channel.subscribers) if channel and channel.ready.is_set() else 0
+    def subscribers(self, tenant_id: str, *, bus: EventBus | None = None) -> int:
+        channel = self._channels.get((bus or self._bus, tenant_id))
+        if channel is None or not channel.ready.is_set():
+            return 0
+        return sum(s.weight for s in channel.subscribers)
 
     def queue_sizes(self) -> list[int]:
-        return [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
+        hub = [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
+        return hub + [m.backlog for c in self.cohorts.values() for m in c.members]
 
     def high_water(self) -> int:
-        return max(
-            (s.high_water for c in self._channels.values() for s in c.subscribers), default=0
-        )
+        hub = (s.high_water for c in self._channels.values() for s in c.subscribers)
+        members = (m.high_water for c in self.cohorts.values() for m in c.members)
+        return max((*hub, *members), default=0)
 
     async def close(self) -> None:
         async with self._lock:
@@ -204,13 +233,43 @@ class FanoutHub:
 
 @asynccontextmanager
 async def tenant_events(
-    services: Services, tenant_id: str
+    services: Services, tenant_id: str, *, bus: EventBus | None = None
 ) -> AsyncIterator[AsyncIterator[EventEnvelope]]:
-    """One tenant's events for a subscription resolver: through the hub (services started),
-    else straight from the bus."""
+    """One tenant's events (of ``bus``, by default the services' own) for a subscription
+    resolver: through the hub (services started), else straight from the bus."""
     if services.hub is not None:
-        async with services.hub.subscribe(tenant_id) as subscriber:
+        async with services.hub.subscribe(tenant_id, bus=bus) as subscriber:
             yield subscriber.__aiter__()
     else:
-        async with services.bus.subscribe(tenant_id) as envelopes:
+        async with (bus or services.bus).subscribe(tenant_id) as envelopes:
             yield envelopes
+
+
+@asynccontextmanager
+async def resumable_events(
+    services: Services, tenant_id: str, after: str | None
+) -> AsyncIterator[AsyncIterator[EventEnvelope]]:
+    """One tenant's events; with ``after`` (a pushed event's cursor) first every event
+    committed after it, in commit order, then the live ones, with no gap and no duplicate.
+
+    The live subscription is in place before the replay reads the database, so an event
+    is either read by the replay or arrives live (or both: live events at or before the last
+    replayed sequence are skipped). The cursor is checked before anything is opened."""
+    if after is None:
+        async with tenant_events(services, tenant_id) as live:
+            yield live
+        return
+    last = await check_cursor(services.db, tenant_id, after)
+    async with tenant_events(services, tenant_id) as live:
+
+        async def replay_then_live() -> AsyncIterator[EventEnvelope]:
+            nonlocal last
+            async for envelope in events_after(services.db, tenant_id, last):
+                last = envelope.sequence or last
+                yield envelope
+            async for envelope in live:
+                if envelope.sequence is not None and envelope.sequence <= last:
+                    continue
+                yield envelope
+
+        yield replay_then_live()

@@ -9,6 +9,8 @@ delivery; the subscriber reads the delivery's current row (with its attempts) in
 session, so a subscriber never sees a state that was not committed. Like the auditEvents
 subscription, the channel comes from the caller's token, and filters apply server-side.
 Best effort: a change published while the bus is down is not pushed (the log has it).
+Read through the fan-out hub like the other subscriptions: one bus subscription per tenant,
+a bounded queue per subscriber (``SLOW_CONSUMER``), cohorts.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import strawberry
 from studio_integrations.domain.enums import DeliveryDirection, DeliveryStatus
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.webhooks import WebhookDelivery
+from studio_integrations.subscriptions.hub import tenant_events
 from studio_integrations.workers.webhook_dispatcher import UPDATE_TYPE, DeliveryFeed
 
 
@@ -31,7 +34,7 @@ async def subscribe_webhook_delivery_updated(
     principal = info.context.require_principal()
     services = info.context.services
     feed: DeliveryFeed = services.webhook_feed
-    async with feed.bus.subscribe(principal.tenant_id) as envelopes:
+    async with tenant_events(services, principal.tenant_id, bus=feed.bus) as envelopes:
         async for envelope in envelopes:
             if envelope.tenant_id != principal.tenant_id or envelope.type != UPDATE_TYPE:
                 continue

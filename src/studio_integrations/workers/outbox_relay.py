@@ -1,8 +1,23 @@
 """Publishes committed outbox rows to the bus, oldest first, and marks them published.
 
-Delivery to the bus is at-least-once: a row is marked published only after the bus took it,
-and a replica that dies mid-batch releases its row locks so another replica publishes the
-rows again. Subscribers de-duplicate on the envelope id when they must.
+Three short steps, and no transaction is open while the bus is spoken to (a slow or dead
+Redis must not hold row locks or a pooled connection):
+
+1. claim: one transaction picks unpublished rows whose lease is free (``FOR UPDATE SKIP
+   LOCKED``), stamps ``lease_until`` so other replicas skip them, and gives each event its
+   ``sequence`` (``audit_events.sequence``) if it has none. Sequences are handed out under a
+   lock held until the claim commits (``pg_advisory_xact_lock`` on PostgreSQL; SQLite
+   serialises writers), so sequence order is commit order: a resumable subscription that
+   replays ``sequence > cursor`` can never miss an event committed later with a lower number.
+2. publish each claimed event (with its sequence) to its tenant's channel.
+3. record: one transaction marks the published rows (still unpublished: a replica whose lease
+   ran out may have done it already) and runs the sinks for them, so a sink sees each event
+   once; a refused publication counts an attempt and frees the lease for the next try.
+
+Delivery to the bus is at-least-once: a replica that dies between 2 and 3 leaves a lease
+that expires, and the rows are published again (with the same sequence; subscribers that
+resume de-duplicate on it). When the bus comes back after an outage it wakes the relay
+(``EventBus.on_reconnect``): no back-off is left to run out.
 """
 
 from __future__ import annotations
@@ -11,18 +26,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.events.bus import BusUnavailable, EventBus
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.db import Database, TenantScope
-from studio_integrations.persistence.models import OutboxMessage
+from studio_integrations.persistence.models import AuditEvent, OutboxMessage
 from studio_integrations.persistence.types import utcnow
 
 log = logging.getLogger(__name__)
+
+# How long a claimed batch is this relay's to publish before other replicas may take it.
+LEASE = timedelta(seconds=30)
+# The transaction-scoped advisory lock that serialises sequence assignment on PostgreSQL.
+SEQUENCE_LOCK = 0x5_7D10_0014
 
 
 class EventSink(Protocol):
@@ -30,6 +52,12 @@ class EventSink(Protocol):
     (e.g. the webhook fan-out enqueueing deliveries for matching subscriptions)."""
 
     async def __call__(self, session: AsyncSession, envelope: EventEnvelope) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    row_id: str
+    envelope: EventEnvelope  # with its sequence
 
 
 class OutboxRelay:
@@ -57,6 +85,7 @@ class OutboxRelay:
         self._wakeup.set()
 
     def start(self) -> None:
+        self._bus.on_reconnect(self.wake)
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
@@ -91,33 +120,98 @@ class OutboxRelay:
         refused one (after recording the attempt), so the caller backs off."""
         if not self._bus.connected:
             raise BusUnavailable("event bus is not connected")
+        claimed = await self._claim()
+        published: list[_Claimed] = []
         failure: Exception | None = None
-        published = 0
-        async with self._db.transaction(TenantScope.system_scope(), background=True) as session:
-            rows = (
-                await session.execute(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None))
-                    .order_by(OutboxMessage.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-            for row in rows:
-                try:
-                    await self._bus.publish(row.tenant_id, row.payload)
-                    if self._sinks:
-                        envelope = EventEnvelope.from_json(row.payload)
-                        for sink in self._sinks:
-                            await sink(session, envelope)
-                except Exception as exc:
-                    row.attempts += 1
-                    row.last_error = str(exc)[:1000]
-                    failure = exc
-                    break
-                row.published_at = utcnow()
-                published += 1
-        self.published += published
+        for item in claimed:
+            try:
+                await self._bus.publish(item.envelope.tenant_id, item.envelope.to_bus_json())
+            except Exception as exc:
+                failure = exc
+                break
+            published.append(item)
+        if claimed:
+            await self._record(published, claimed[len(published) :], failure)
+        self.published += len(published)
         if failure is not None:
             raise failure
-        return published
+        return len(published)
+
+    async def _claim(self) -> list[_Claimed]:
+        now = utcnow()
+        async with self._db.transaction(TenantScope.system_scope(), background=True) as session:
+            if self._db.dialect == "postgresql":
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEQUENCE_LOCK}
+                )
+            rows = list(
+                (
+                    await session.execute(
+                        select(OutboxMessage)
+                        .where(
+                            OutboxMessage.published_at.is_(None),
+                            or_(
+                                OutboxMessage.lease_until.is_(None),
+                                OutboxMessage.lease_until < now,
+                            ),
+                        )
+                        .order_by(OutboxMessage.id)
+                        .limit(self._batch_size)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).scalars()
+            )
+            if not rows:
+                return []
+            events = {
+                e.id: e
+                for e in (
+                    await session.execute(
+                        select(AuditEvent).where(AuditEvent.id.in_([r.event_id for r in rows]))
+                    )
+                ).scalars()
+            }
+            top = (await session.execute(select(func.max(AuditEvent.sequence)))).scalar()
+            top = top or 0
+            claimed = []
+            for row in rows:
+                row.lease_until = now + LEASE
+                event = events.get(row.event_id)
+                if event is not None and event.sequence is None:
+                    top += 1
+                    event.sequence = top
+                sequence = event.sequence if event is not None else None
+                envelope = replace(EventEnvelope.from_json(row.payload), sequence=sequence)
+                claimed.append(_Claimed(row.id, envelope))
+        return claimed
+
+    async def _record(
+        self, published: list[_Claimed], refused: list[_Claimed], failure: Exception | None
+    ) -> None:
+        ids = [item.row_id for item in published]
+        async with self._db.transaction(TenantScope.system_scope(), background=True) as session:
+            if ids:
+                rows = (
+                    await session.execute(
+                        select(OutboxMessage)
+                        .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+                        .order_by(OutboxMessage.id)
+                        .with_for_update()
+                    )
+                ).scalars()
+                envelopes = {item.row_id: item.envelope for item in published}
+                now = utcnow()
+                for row in rows:
+                    for sink in self._sinks:
+                        await sink(session, replace(envelopes[row.id], sequence=None))
+                    row.published_at = now
+                    row.lease_until = None
+            if refused:
+                first = await session.get(OutboxMessage, refused[0].row_id)
+                if first is not None:
+                    first.attempts += 1
+                    first.last_error = str(failure)[:1000]
+                for item in refused:
+                    left = await session.get(OutboxMessage, item.row_id)
+                    if left is not None and left.published_at is None:
+                        left.lease_until = None

@@ -1,0 +1,326 @@
+"""Live fan-out against a raw WebSocket broadcast, in the same run (DESIGN §11).
+
+Two servers, each in a process of its own, served to the same client processes (apart from
+both servers):
+- studio: the real app (SQLite, memory bus); every client subscribes to
+  ``auditEvents { id type data }`` over graphql-transport-ws, all in one cohort. An event is
+  published to the tenant's bus channel (the relay's step; the hub, the cohort execution and
+  the per-socket sends are what is measured).
+- raw: a minimal Starlette WebSocket endpoint that sends one pre-serialized frame to every
+  socket it holds: the physical limit.
+
+Reported: until-all latency per event (median, p99; an event's time is from the publish
+request to the last client's receipt), server RSS per idle subscriber, and in soak mode the
+server's RSS over time while events flow (slope and growth over the last half).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TENANT = "acme"
+DOCUMENT = "subscription { auditEvents { id type data } }"
+CLIENT_PROCESSES = 2
+
+
+# --- servers (run as ``python -m bench.fanout serve studio|raw DIR``) ----------------------
+
+
+def _serve(kind: str, directory: str) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    if kind == "raw":
+        sockets: set[WebSocket] = set()
+
+        async def endpoint(ws: WebSocket) -> None:
+            await ws.accept(subprotocol="graphql-transport-ws")
+            sockets.add(ws)
+            try:
+                while True:
+                    await ws.receive_text()
+            except WebSocketDisconnect:
+                pass
+            finally:
+                sockets.discard(ws)
+
+        async def publish(request: Request) -> JSONResponse:
+            frame = json.dumps({"type": "next", "payload": await request.json()})
+            await asyncio.gather(*(ws.send_text(frame) for ws in list(sockets)))
+            return JSONResponse({})
+
+        async def live(_request: Request) -> JSONResponse:
+            return JSONResponse({"live": len(sockets)})
+
+        app = Starlette(
+            routes=[
+                WebSocketRoute("/graphql", endpoint),
+                Route("/publish", publish, methods=["POST"]),
+                Route("/live", live),
+            ]
+        )
+        token = ""
+    else:
+        from studio_integrations.app import create_app
+        from studio_integrations.auth.scopes import ALL_SCOPES
+        from studio_integrations.auth.tokens import mint_dev_token
+        from studio_integrations.domain.context import SYSTEM_ACTOR
+        from studio_integrations.events.envelope import EventEnvelope, EventSubject
+        from studio_integrations.ids import new_id
+        from studio_integrations.persistence.migrations import upgrade
+        from studio_integrations.persistence.types import utcnow
+        from studio_integrations.settings import Settings
+
+        url = f"sqlite+aiosqlite:///{directory}/bench.db"
+        upgrade(url)
+        settings = Settings(
+            database_url=url,
+            state_dir=Path(directory),
+            max_subscriptions_per_tenant=100_000,
+            ws_keep_alive_seconds=3600,
+        )
+        app = create_app(settings)
+        token = mint_dev_token(settings, tenant=TENANT, subject="bench", scopes=ALL_SCOPES)
+
+        async def publish(request: Request) -> JSONResponse:
+            envelope = EventEnvelope(
+                id=new_id("AuditEvent"),
+                type="ProviderRegistered",
+                tenant_id=TENANT,
+                occurred_at=utcnow(),
+                actor=SYSTEM_ACTOR,
+                trace_id="0" * 32,
+                subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
+                data=await request.json(),
+            )
+            await app.state.services.bus.publish(TENANT, envelope.to_bus_json())
+            return JSONResponse({})
+
+        async def live(_request: Request) -> JSONResponse:
+            return JSONResponse({"live": app.state.services.bus.local_subscribers(TENANT)})
+
+        app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", ws="websockets-sansio", backlog=4096
+    )
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110  (uvicorn offers no event)
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(json.dumps({"port": port, "token": token}), flush=True)
+        await task
+
+    asyncio.run(run())
+
+
+# --- clients (run as ``python -m bench.fanout client URL COUNT TOKEN``) --------------------
+
+
+def _client(url: str, count: int, token: str) -> None:
+    import websockets
+
+    async def run() -> None:
+        received = [0] * count
+        reached: dict[int, int] = {}  # event number -> sockets that have it
+
+        async def one(i: int) -> None:
+            async with websockets.connect(
+                url, subprotocols=["graphql-transport-ws"], open_timeout=120, max_queue=None
+            ) as ws:  # type: ignore[list-item]
+                if token:
+                    init = {
+                        "type": "connection_init",
+                        "payload": {"authorization": f"Bearer {token}"},
+                    }
+                    await ws.send(json.dumps(init))
+                    await ws.recv()
+                    subscribe = {"id": "1", "type": "subscribe", "payload": {"query": DOCUMENT}}
+                    await ws.send(json.dumps(subscribe))
+                else:
+                    await ws.send("{}")
+                async for message in ws:
+                    if '"next"' in str(message):
+                        received[i] += 1
+                        k = received[i]
+                        reached[k] = reached.get(k, 0) + 1
+                        if reached[k] == count:
+                            del reached[k]
+                            print(json.dumps({"events": k, "at": time.monotonic()}), flush=True)
+
+        tasks = []
+        for i in range(count):
+            tasks.append(asyncio.create_task(one(i)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # don't overflow the accept backlog
+        print(json.dumps({"connected": count}), flush=True)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class _Proc:
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", "."])}
+        self.proc = subprocess.Popen(  # noqa: S603  (this interpreter, our own module)
+            [sys.executable, "-m", "bench.fanout", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def pump(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await asyncio.to_thread(self.proc.stdout.readline)
+            if not line:
+                return
+            await self.lines.put(json.loads(line))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = _Proc("serve", kind, tmp)
+        pumps = [asyncio.create_task(server.pump())]
+        clients: list[_Proc] = []
+        try:
+            hello = await asyncio.wait_for(server.lines.get(), 60)
+            base = f"http://127.0.0.1:{hello['port']}"
+            ws_url = f"ws://127.0.0.1:{hello['port']}/graphql"
+            async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+                await http.get("/live")
+                await asyncio.sleep(1)
+                idle_before = _rss_kib(server.proc.pid)
+                share = subscribers // CLIENT_PROCESSES
+                for n in range(CLIENT_PROCESSES):
+                    count = share + (subscribers % CLIENT_PROCESSES if n == 0 else 0)
+                    client = _Proc("client", ws_url, str(count), hello["token"])
+                    clients.append(client)
+                    pumps.append(asyncio.create_task(client.pump()))
+                for client in clients:
+                    await asyncio.wait_for(client.lines.get(), 600)
+                while (await http.get("/live")).json()["live"] < subscribers:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(1)
+                idle_after = _rss_kib(server.proc.pid)
+                latencies: list[float] = []
+                rss: list[tuple[float, int]] = []
+                start = time.monotonic()
+                n = 0
+                while n < events or time.monotonic() - start < soak_minutes * 60:
+                    n += 1
+                    sent = time.monotonic()
+                    await http.post("/publish", json={"n": n})
+                    arrived = []
+                    for client in clients:
+                        while True:
+                            line = await asyncio.wait_for(client.lines.get(), 120)
+                            if line.get("events", 0) >= n:
+                                arrived.append(line["at"])
+                                break
+                    latencies.append(max(arrived) - sent)
+                    if soak_minutes:
+                        rss.append((time.monotonic() - start, _rss_kib(server.proc.pid)))
+                        await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - sent)))
+        finally:
+            for client in clients:
+                client.stop()
+            server.stop()
+            for pump in pumps:
+                pump.cancel()
+    latencies.sort()
+    return {
+        "median": statistics.median(latencies),
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "per_subscriber_kib": (idle_after - idle_before) / subscribers,
+        "rss": rss,
+        "events": n,
+    }
+
+
+def _slope_mb_per_min(rss: list[tuple[float, int]]) -> tuple[float, float]:
+    """RSS slope (MB/min) and growth (MB) over the last half of the samples."""
+    half = rss[len(rss) // 2 :]
+    if len(half) < 2:
+        return 0.0, 0.0
+    xs = [t / 60 for t, _ in half]
+    ys = [kib / 1024 for _, kib in half]
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
+    return slope, ys[-1] - ys[0]
+
+
+async def run(subscribers: int, events: int, soak_minutes: float) -> None:
+    raw = await _measure("raw", subscribers, events, 0)
+    studio = await _measure("studio", subscribers, events, soak_minutes)
+    print(f"fan-out, {subscribers} subscribers, {studio['events']} events (shared machine)")
+    for name, key in (("until-all median", "median"), ("until-all p99", "p99")):
+        print(
+            f"  {name:18} studio {studio[key] * 1e3:8.1f} ms  raw {raw[key] * 1e3:8.1f} ms  "
+            f"({studio[key] / raw[key]:.2f}x raw)"
+        )
+    print(
+        f"  RSS per idle sub   studio {studio['per_subscriber_kib']:8.1f} KiB "
+        f"raw {raw['per_subscriber_kib']:8.1f} KiB "
+        f"({studio['per_subscriber_kib'] / max(raw['per_subscriber_kib'], 0.1):.2f}x raw)"
+    )
+    if soak_minutes:
+        slope, growth = _slope_mb_per_min(studio["rss"])
+        print(
+            f"  soak {soak_minutes:g} min: RSS over the last half {growth:+.1f} MB "
+            f"({slope:+.2f} MB/min)"
+        )
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "serve":
+        _serve(argv[1], argv[2])
+    elif argv and argv[0] == "client":
+        _client(argv[1], int(argv[2]), argv[3])
+    else:
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--subscribers", type=int, default=1000)
+        parser.add_argument("--events", type=int, default=30)
+        parser.add_argument("--soak", type=float, default=0.0, help="minutes")
+        args = parser.parse_args(argv)
+        asyncio.run(run(args.subscribers, args.events, args.soak))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
