@@ -35,12 +35,14 @@ as ``field``. Codes: ``REQUIRED``, ``TOO_LONG``, ``TOO_LARGE``, ``INVALID_PROJEC
 ``CREDENTIAL_NOT_FOUND``, ``AUTH_MODE_MISMATCH``, ``INVALID_CONFIGURATION``,
 ``EGRESS_REFUSED``, ``INVALID_SECRET_REF``, ``VAULT_MISMATCH``, ``SECRET_NOT_FOUND``,
 ``SECRET_VERSION_DISABLED``, ``DUPLICATE_NAME``, ``CONNECTION_NOT_FOUND``,
-``CONNECTION_RETIRED``, ``CONFIRMATION_MISMATCH``, ``STALE_VERSION``, ``NOTHING_TO_UPDATE``.
+``CONNECTION_RETIRED``, ``CONFIRMATION_MISMATCH``, ``STALE_VERSION``, ``NOTHING_TO_UPDATE``,
+``VALIDATION_TOO_COSTLY``.
 An id of another tenant is reported exactly as an id that does not exist.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -48,7 +50,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
 from referencing.exceptions import Unresolvable
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,6 +67,12 @@ from studio_integrations.domain.enums import (
 )
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.health import observe_run
+from studio_integrations.domain.json_schemas import (
+    ValidationBudgetExceeded,
+    linear_validator_for,
+    unsupported_patterns,
+    validate_off_loop,
+)
 from studio_integrations.domain.provider_calls import (
     AuthScheme,
     CallOutcome,
@@ -190,11 +197,13 @@ def _depth(doc: Any, limit: int) -> int:
     return depth
 
 
-def check_configuration(
+async def check_configuration(
     errors: ValidationErrors, field: str, provider: Provider, configuration: Any
 ) -> dict[str, Any] | None:
     """A JSON object within the size limits that satisfies the provider's JSON Schema; every
-    schema violation (up to ten) is reported at its own path."""
+    schema violation (up to ten) is reported at its own path. The schema is the tenant's own
+    input: it is evaluated in linear time (RE2 patterns) in the schema worker pool, within a
+    budget, never on the event loop (``json_schemas``)."""
     config = {} if configuration is None else configuration
     if not isinstance(config, dict):
         errors.add(field, "INVALID_CONFIGURATION", "must be a JSON object")
@@ -209,14 +218,17 @@ def check_configuration(
         return None
     schema = provider.configuration_schema or {}
     try:
-        validator_class = jsonschema_validators.validator_for(
-            schema, default=jsonschema_validators.Draft202012Validator
+        found = await validate_off_loop(functools.partial(_schema_errors, schema, config))
+    except ValidationBudgetExceeded:
+        errors.add(
+            field,
+            "VALIDATION_TOO_COSTLY",
+            "checking the configuration against the provider's schema took too long",
         )
-        found = sorted(
-            validator_class(schema).iter_errors(config),
-            key=lambda e: [str(p) for p in e.absolute_path],
-        )
+        return None
     except (SchemaError, Unresolvable, RecursionError):
+        found = None
+    if found is None:
         errors.add(
             field, "INVALID_CONFIGURATION", "the provider's configuration schema is unusable"
         )
@@ -227,6 +239,18 @@ def check_configuration(
             f"{field}.{where}" if where else field, "INVALID_CONFIGURATION", error.message[:300]
         )
     return None if found else config
+
+
+def _schema_errors(schema: dict[str, Any], config: dict[str, Any]) -> list[Any] | None:
+    """Runs in the schema worker pool: the violations sorted by path, ``None`` for a schema
+    that cannot be evaluated safely."""
+    if unsupported_patterns(schema):
+        return None
+    validator_class = linear_validator_for(schema)
+    return sorted(
+        validator_class(schema).iter_errors(config),
+        key=lambda e: [str(p) for p in e.absolute_path],
+    )
 
 
 def verification_request(provider: Provider, configuration: Mapping[str, Any]) -> ProviderRequest:
@@ -504,7 +528,7 @@ async def _check_definition(
 
     configuration = None
     if provider is not None:
-        configuration = check_configuration(
+        configuration = await check_configuration(
             errors, "input.configuration", provider, definition.configuration
         )
         if configuration is not None:
@@ -713,7 +737,7 @@ async def update_connection(
     if not isinstance(changes.configuration, _Keep):
         provider = await TenantRepository(session, Provider).get(connection.provider_id)
         assert provider is not None  # providers are never deleted
-        configuration = check_configuration(
+        configuration = await check_configuration(
             errors, "input.configuration", provider, changes.configuration
         )
         if configuration is not None:

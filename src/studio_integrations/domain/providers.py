@@ -52,6 +52,7 @@ from studio_integrations.domain.enums import (
     ProviderCategory,
     ProviderStatus,
 )
+from studio_integrations.domain.json_schemas import unsupported_patterns
 from studio_integrations.domain.provider_calls import PLACEHOLDER, AuthScheme
 from studio_integrations.domain.semver import InvalidSemVer, SemVer
 from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
@@ -82,6 +83,7 @@ MAX_ASSEMBLY_LENGTH = 200
 MAX_SEARCH_LENGTH = 200
 MAX_SCHEMA_BYTES = 32 * 1024
 MAX_SCHEMA_DEPTH = 32
+MAX_PATTERN_ERRORS = 5
 MAX_AUTH_SCHEME_BYTES = 4 * 1024
 MAX_AUTH_SCHEME_DEPTH = 4  # {"oauth2": {"params": {"audience": "..."}}}
 MAX_API_KEY_NAMES = 10
@@ -378,7 +380,15 @@ def check_configuration_schema(
     if schema.get("type") != "object":
         errors.add(field, "INVALID_JSON_SCHEMA", 'must describe an object ("type": "object")')
         return None
-    return schema
+    unsupported = unsupported_patterns(schema)
+    for where, why in unsupported[:MAX_PATTERN_ERRORS]:
+        errors.add(
+            field,
+            "UNSUPPORTED_PATTERN",
+            f"patterns must be RE2 syntax (no backreferences or look-around): {why[:200]}"
+            + f" (at {where[:200]})",
+        )
+    return None if unsupported else schema
 
 
 def _unfillable_placeholders(schema: Mapping[str, Any], template: str) -> list[str]:
