@@ -163,7 +163,11 @@ class JwksTokenVerifier:
 
 
 def make_verifier(settings: Settings) -> TokenVerifier:
-    return JwksTokenVerifier(settings) if settings.uses_jwks else DevTokenVerifier(settings)
+    """JWKS when configured, and always in production (which never accepts dev tokens;
+    ``JwksTokenVerifier`` refuses to be built without its settings)."""
+    if settings.uses_jwks or settings.production:
+        return JwksTokenVerifier(settings)
+    return DevTokenVerifier(settings)
 
 
 def mint_dev_token(
