@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from studio_integrations.auth.limits import ascii_length
 from studio_integrations.domain.context import ActionContext, Actor
 from studio_integrations.domain.enums import (
     ActorKind,
@@ -42,7 +43,7 @@ from studio_integrations.domain.enums import (
 )
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import Verdict, verify
-from studio_integrations.domain.validation import find_nul, storable_text
+from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.events.trace import trace_id_from
@@ -80,8 +81,8 @@ class _Outcome:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_length(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
@@ -107,9 +108,14 @@ class _Body:
     def of(cls, raw: bytes) -> _Body:
         text = storable_text(raw.decode("utf-8", errors="replace"))
         try:
-            return cls(raw, text, json.loads(raw), True)
+            doc = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
             return cls(raw, text, None, False)
+        # JSON whose strings hold a lone surrogate ("\ud800") is not text anywhere we keep
+        # it (UTF-8, jsonb): the delivery keeps the body as text instead.
+        if find_lone_surrogate(doc, "payload") is not None:
+            return cls(raw, text, None, False)
+        return cls(raw, text, doc, True)
 
     @property
     def event_type(self) -> str:

@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # None: on in development, off in production
     graphiql: bool | None = None  # None: on in development, off in production
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    max_header_bytes: int = Field(default=32 * 1024, gt=0)
     max_json_depth: int = Field(default=64, ge=2)
     max_query_cost: int = Field(default=50_000, gt=0)
     expensive_query_cost: int = Field(default=1_000, gt=0)
