@@ -34,7 +34,7 @@ from studio_integrations.auth.limits import (
 from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
 from studio_integrations.events.trace import trace_id_from
-from studio_integrations.inbound import inbound_webhook
+from studio_integrations.inbound import inbound_webhook, recorder_of
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.limits import StudioTransportWSHandler
@@ -150,6 +150,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         try:
             yield
         finally:
+            await recorder_of(app).drain()  # rejected inbound webhooks still being recorded
             await services.stop()
 
     app = Starlette(
