@@ -6,14 +6,19 @@ its own host, bind any credential of the tenant and receive the secret with the 
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from studio_integrations.persistence.db import TenantScope
+from studio_integrations.persistence.migrations import downgrade, upgrade
 from studio_integrations.persistence.models import Credential, IntegrationConnection
 from tests.conftest import TokenFactory
 from tests.connections import conftest as connection_fixtures
@@ -31,6 +36,7 @@ from tests.connections.conftest import (
     user_errors,
 )
 from tests.fakes.provider import FakeProvider, Reply
+from tests.support.backends import Backend
 from tests.support.graphql import gql
 from tests.support.live import LiveServer
 from tests.support.rows import row_counts
@@ -214,3 +220,43 @@ async def test_register_refuses_a_bad_audience(
     assert [(e["field"], e["code"]) for e in data["registerCredential"]["userErrors"]] == [
         ("input.audience", code)
     ]
+
+
+async def test_existing_credentials_migrate_to_the_providers_they_are_bound_to(
+    server: LiveServer, http: httpx.AsyncClient, world: World, backend: Backend
+) -> None:
+    data = await ok(
+        http,
+        ESTABLISH,
+        {"input": establish_input(world.provider_id, world.credential_id, runTest=False)},
+        world.token,
+    )
+    assert user_errors(data["establishConnection"]) == []
+    vault = server.services.vault
+    await vault.set_secret("unbound-key", "k", tags={"studio-tenant": "acme"})
+    registered = await ok(
+        http,
+        REGISTER_CREDENTIAL,
+        {
+            "input": {
+                "keyVaultRef": f"{vault.vault_url}/secrets/unbound-key",
+                "authMode": "API_KEY",
+                "rotationStrategy": "EXTERNAL",
+                "rotationPolicy": {"cadenceDays": 90, "expiryWarningDays": 14},
+                "audience": ["api.example.com"],
+            }
+        },
+        world.token,
+    )
+    unbound = registered["registerCredential"]["credential"]["id"]
+    await server.services.db.dispose()  # no pooled connection holds the tables
+    await asyncio.to_thread(downgrade, backend.database_url, "0004")
+    await asyncio.to_thread(upgrade, backend.database_url)
+    engine = create_async_engine(backend.database_url, poolclass=NullPool)
+    async with engine.connect() as conn:
+        rows = dict(
+            (await conn.execute(text("SELECT id, audience FROM credentials"))).tuples().all()
+        )
+    await engine.dispose()
+    audiences = {k: v if isinstance(v, list) else json.loads(v) for k, v in rows.items()}
+    assert audiences == {world.credential_id: [world.provider_id], unbound: []}
