@@ -8,10 +8,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from studio_integrations.auth.tokens import make_verifier
 from studio_integrations.cli import main
 from studio_integrations.settings import Settings
-from tests.conftest import TokenFactory
+from tests.conftest import TokenFactory, make_settings
 from tests.governance.conftest import ServerFactory, client
+from tests.support.backends import Backend
 from tests.support.graphql import error_codes, gql
 
 REQUIRED = {
@@ -98,3 +100,16 @@ def test_compose_runs_production_shaped() -> None:
         # ${NAME:?message}: compose itself refuses to start without it.
         assert env[name].startswith("${" + name + ":?"), env[name]
     assert compose["services"]["migrate"]["environment"] == env
+
+
+@pytest.mark.backends
+async def test_production_without_idp_settings_does_not_start(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Before, this server started and accepted HS256 dev tokens signed with a key made up in
+    its state directory (one per replica, lost with it)."""
+    with pytest.raises(ValidationError, match="STUDIO_JWT_JWKS_URL"):
+        make_settings(backend, tmp_path, environment="production")
+    settings = make_settings(backend, tmp_path)
+    with pytest.raises(ValueError, match="JWKS"):  # a production verifier is never a dev one
+        make_verifier(settings.model_copy(update={"environment": "production"}))
