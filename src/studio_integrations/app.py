@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -25,11 +26,15 @@ from studio_integrations.auth.gateway import (
     GraphQLGateway,
     SocketExpiry,
 )
-from studio_integrations.auth.limits import RequestGuard, graphql_error_response
+from studio_integrations.auth.limits import (
+    HeaderSizeLimit,
+    RequestGuard,
+    graphql_error_response,
+)
 from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
 from studio_integrations.events.trace import trace_id_from
-from studio_integrations.inbound import inbound_webhook
+from studio_integrations.inbound import inbound_webhook, recorder_of
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema as default_schema
@@ -113,7 +118,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
-    gateway = GraphQLGateway(guarded, services.verifier)
+    gateway = GraphQLGateway(guarded, services.verifier, max_json_depth=settings.max_json_depth)
 
     async def healthz(_request: Request) -> JSONResponse:
         """Liveness, and what this replica's prober has done (counts only: it is public)."""
@@ -146,6 +151,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         try:
             yield
         finally:
+            await recorder_of(app).drain()  # rejected inbound webhooks still being recorded
             await services.stop()
 
     app = Starlette(
@@ -159,6 +165,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HeaderSizeLimit, max_header_bytes=settings.max_header_bytes)],
     )
     app.state.services = services
     return app

@@ -7,6 +7,8 @@ import asyncio
 import sys
 from datetime import timedelta
 
+from pydantic import ValidationError
+
 from studio_integrations.settings import Settings
 
 
@@ -69,9 +71,10 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     from studio_integrations.auth.scopes import parse_scopes
     from studio_integrations.auth.tokens import mint_dev_token
 
-    if settings.uses_jwks:
+    if settings.uses_jwks or settings.production:
         print(
-            "error: tokens come from your identity provider when STUDIO_JWT_JWKS_URL is set",
+            "error: tokens come from your identity provider when STUDIO_JWT_JWKS_URL is set"
+            " (always in production)",
             file=sys.stderr,
         )
         return 2
@@ -181,7 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            print(f"error: {where + ': ' if where else ''}{error['msg']}", file=sys.stderr)
+        return 2
     handler = args.handler
     result: int = handler(settings, args)
     return result

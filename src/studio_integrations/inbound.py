@@ -7,8 +7,16 @@ named by the connection's ``inboundSigningSecretRef`` (Standard Webhooks: ``webh
 1. The body is read up to ``STUDIO_WEBHOOK_INBOUND_MAX_BYTES`` (256 KiB); more is refused
    with 413 whichever connection is named (recorded, unverified, for a live connection).
 2. An id that is not a live connection (unknown, another tenant's — ids are global, so it
-   cannot be told apart — or retired) answers exactly like a bad signature: 401, same body.
-   Nothing is recorded (there is no tenant to record it for).
+   cannot be told apart — or retired) answers exactly like a bad signature: 401, same body,
+   and the same work before the answer: the signature is checked (against a throw-away
+   secret), and a rejection for a live connection is recorded only after the answer has
+   gone (``InboundRecorder``), so neither the answer nor its timing tells a live connection
+   from an unknown one. The live connection's signing secret is kept in process for
+   ``SECRET_CACHE_SECONDS`` so verifying costs no vault round trip either (a new version
+   under an unversioned reference is picked up within that time).
+   Unsigned requests (no signature headers) are throttled per connection: at most one is
+   recorded per ``UNSIGNED_WINDOW_SECONDS``; the others are counted and the count is
+   recorded with the next one (in its failure's message), not a row each.
 3. The signature is checked; a timestamp more than 5 minutes from now fails too. Every
    delivery to a live connection is recorded with its signature status (VALID, INVALID,
    MISSING) and one attempt (our answer's status and latency), accepted or not; a rejected
@@ -21,16 +29,20 @@ named by the connection's ``inboundSigningSecretRef`` (Standard Webhooks: ``webh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import secrets
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from studio_integrations.auth.limits import ascii_length
 from studio_integrations.domain.context import ActionContext, Actor
 from studio_integrations.domain.enums import (
     ActorKind,
@@ -42,7 +54,7 @@ from studio_integrations.domain.enums import (
 )
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import Verdict, verify
-from studio_integrations.domain.validation import find_nul, storable_text
+from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.events.trace import trace_id_from
@@ -65,6 +77,76 @@ TOO_LARGE = {"error": "payload too large"}
 MAX_EVENT_PAYLOAD_BYTES = 64 * 1024
 KEPT_HEADERS = ("webhook-id", "webhook-timestamp", "content-type", "user-agent")
 MAX_HEADER_CHARS = 500
+SECRET_CACHE_SECONDS = 30.0
+UNSIGNED_WINDOW_SECONDS = 60.0
+MAX_TRACKED_CONNECTIONS = 10_000
+# Verifies requests to unknown connections, so they cost what a live connection's do.
+_DECOY_SECRET = "whsec_" + secrets.token_urlsafe(32)
+
+
+@dataclass
+class _UnsignedTally:
+    window_start: float
+    suppressed: int = 0
+
+
+@dataclass
+class InboundRecorder:
+    """Per-process state of the inbound endpoint: recordings of rejected requests made
+    after the answer (``drain`` awaits them: tests, shutdown), the unsigned-request
+    throttle, and the signing-secret cache."""
+
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    unsigned: OrderedDict[str, _UnsignedTally] = field(default_factory=OrderedDict)
+    secrets: OrderedDict[tuple[str, str], tuple[float, str]] = field(default_factory=OrderedDict)
+
+    def later(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("inbound webhook: recording failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    def admit_unsigned(self, connection_id: str, now: float) -> tuple[bool, int]:
+        """Whether this unsigned request is recorded, and how many were suppressed since
+        the last recorded one (counted into it)."""
+        tally = self.unsigned.get(connection_id)
+        if tally is None or now - tally.window_start >= UNSIGNED_WINDOW_SECONDS:
+            suppressed = tally.suppressed if tally is not None else 0
+            self.unsigned[connection_id] = _UnsignedTally(window_start=now)
+            self.unsigned.move_to_end(connection_id)
+            while len(self.unsigned) > MAX_TRACKED_CONNECTIONS:
+                self.unsigned.popitem(last=False)
+            return True, suppressed
+        tally.suppressed += 1
+        return False, 0
+
+    def cached_secret(self, key: tuple[str, str], now: float) -> str | None:
+        hit = self.secrets.get(key)
+        if hit is None or now - hit[0] >= SECRET_CACHE_SECONDS:
+            return None
+        return hit[1]
+
+    def keep_secret(self, key: tuple[str, str], value: str, now: float) -> None:
+        self.secrets[key] = (now, value)
+        self.secrets.move_to_end(key)
+        while len(self.secrets) > MAX_TRACKED_CONNECTIONS:
+            self.secrets.popitem(last=False)
+
+
+def recorder_of(app: Any) -> InboundRecorder:
+    recorder: InboundRecorder | None = getattr(app.state, "inbound_recorder", None)
+    if recorder is None:
+        recorder = InboundRecorder()
+        app.state.inbound_recorder = recorder
+    return recorder
 
 
 class _TooLarge(Exception):
@@ -80,8 +162,8 @@ class _Outcome:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = ascii_length(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
@@ -107,9 +189,14 @@ class _Body:
     def of(cls, raw: bytes) -> _Body:
         text = storable_text(raw.decode("utf-8", errors="replace"))
         try:
-            return cls(raw, text, json.loads(raw), True)
+            doc = json.loads(raw)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
             return cls(raw, text, None, False)
+        # JSON whose strings hold a lone surrogate ("\ud800") is not text anywhere we keep
+        # it (UTF-8, jsonb): the delivery keeps the body as text instead.
+        if find_lone_surrogate(doc, "payload") is not None:
+            return cls(raw, text, None, False)
+        return cls(raw, text, doc, True)
 
     @property
     def event_type(self) -> str:
@@ -143,12 +230,15 @@ async def inbound_webhook(request: Request) -> JSONResponse:
     if type_of(connection_id) == "IntegrationConnection":
         async with services.db.session(TenantScope.system_scope(), background=True) as session:
             connection = await session.get(IntegrationConnection, connection_id)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    recorder = recorder_of(request.app)
     if connection is None or connection.status is ConnectionStatus.RETIRED:
+        if not too_large:
+            verify(_DECOY_SECRET, headers, body, now=time.time())  # the same work as a live one
         return JSONResponse(
             TOO_LARGE if too_large else REJECTED, status_code=413 if too_large else 401
         )
 
-    headers = {k.lower(): v for k, v in request.headers.items()}
     if too_large:
         # Unread, so unverified: recorded as MISSING or INVALID, never VALID.
         signed = "webhook-signature" in headers
@@ -159,7 +249,12 @@ async def inbound_webhook(request: Request) -> JSONResponse:
             f"the body is larger than {limit} bytes",
         )
     else:
-        outcome = await _verify(services, connection, headers, body)
+        outcome = await _verify(services, recorder, connection, headers, body)
+    suppressed = 0
+    if outcome.status is SignatureStatus.MISSING:
+        admitted, suppressed = recorder.admit_unsigned(connection.id, time.monotonic())
+        if not admitted:
+            return JSONResponse(REJECTED, status_code=outcome.http_status)
     message_id = (headers.get("webhook-id") or "")[:200] or new_id("WebhookDelivery")
     scope = TenantScope.of(connection.tenant_id)
     ctx = ActionContext(
@@ -169,6 +264,26 @@ async def inbound_webhook(request: Request) -> JSONResponse:
     )
     kept = {k: headers[k][:MAX_HEADER_CHARS] for k in KEPT_HEADERS if k in headers}
     received = _Body.of(body)
+    if not outcome.accepted:
+        # Answered first, recorded after: a rejection costs a live connection no more time
+        # before the answer than an unknown one.
+        recorder.later(
+            _record_rejection(
+                services,
+                scope,
+                ctx,
+                connection,
+                outcome,
+                message_id,
+                received,
+                kept,
+                received_at,
+                started,
+                suppressed,
+            )
+        )
+        answer = TOO_LARGE if outcome.http_status == 413 else REJECTED
+        return JSONResponse(answer, status_code=outcome.http_status)
 
     delivery: WebhookDelivery | None = None
     duplicate_of: str | None = None
@@ -202,31 +317,63 @@ async def inbound_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"status": "duplicate", "deliveryId": duplicate_of}, status_code=200)
     if delivery is not None:
         await services.webhook_feed.publish(delivery)
-    if not outcome.accepted:
-        answer = TOO_LARGE if outcome.http_status == 413 else REJECTED
-        return JSONResponse(answer, status_code=outcome.http_status)
     assert delivery is not None
     return JSONResponse({"status": "accepted", "deliveryId": delivery.id}, status_code=200)
 
 
+async def _record_rejection(
+    services: Services,
+    scope: TenantScope,
+    ctx: ActionContext,
+    connection: IntegrationConnection,
+    outcome: _Outcome,
+    message_id: str,
+    received: _Body,
+    kept: dict[str, str],
+    received_at: Any,
+    started: float,
+    suppressed: int,
+) -> None:
+    async with services.db.transaction(scope) as session:
+        delivery = await _record(
+            session,
+            ctx,
+            connection,
+            outcome,
+            message_id,
+            received,
+            kept,
+            received_at,
+            started,
+            suppressed=suppressed,
+        )
+    await services.webhook_feed.publish(delivery)
+
+
 async def _verify(
     services: Services,
+    recorder: InboundRecorder,
     connection: IntegrationConnection,
     headers: dict[str, str],
     body: bytes,
 ) -> _Outcome:
     if not connection.inbound_signing_secret_ref:
+        verify(_DECOY_SECRET, headers, body, now=time.time())
         return _Outcome(
             SignatureStatus.INVALID, False, 401, "the connection has no inbound signing secret"
         )
-    try:
-        ref = parse_secret_ref(connection.inbound_signing_secret_ref)
-        secret = (await services.vault.get_secret(ref.name, ref.version)).value
-    except Exception as exc:
-        log.warning("inbound webhook: signing secret unavailable (%s)", type(exc).__name__)
-        return _Outcome(
-            SignatureStatus.INVALID, False, 401, "the inbound signing secret is unavailable"
-        )
+    key = (connection.id, connection.inbound_signing_secret_ref)
+    secret = recorder.cached_secret(key, time.monotonic())
+    if secret is None:
+        try:
+            ref = parse_secret_ref(connection.inbound_signing_secret_ref)
+            secret = (await services.vault.get_secret(ref.name, ref.version)).value
+        except Exception as exc:
+            log.warning("inbound webhook: signing secret unavailable (%s)", type(exc).__name__)
+            return _Outcome(
+                SignatureStatus.INVALID, False, 401, "the inbound signing secret is unavailable"
+            )
+        recorder.keep_secret(key, secret, time.monotonic())
     verdict = verify(secret, headers, body, now=time.time())
     if verdict is Verdict.VALID:
         return _Outcome(SignatureStatus.VALID, True, 200, None)
@@ -249,6 +396,8 @@ async def _record(
     headers: dict[str, str],
     received_at: Any,
     started: float,
+    *,
+    suppressed: int = 0,
 ) -> WebhookDelivery:
     delivery = WebhookDelivery(
         id=new_id("WebhookDelivery"),
@@ -299,7 +448,12 @@ async def _record(
             session,
             ctx,
             category=_category(outcome),
-            message=f"inbound webhook rejected: {outcome.error}",
+            message=f"inbound webhook rejected: {outcome.error}"
+            + (
+                f" ({suppressed} more unsigned requests since the last one recorded)"
+                if suppressed
+                else ""
+            ),
             connection_id=connection.id,
             delivery_id=delivery.id,
         )

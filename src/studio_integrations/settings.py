@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     introspection: bool | None = None  # None: on in development, off in production
     graphiql: bool | None = None  # None: on in development, off in production
     max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    max_header_bytes: int = Field(default=32 * 1024, gt=0)
     max_json_depth: int = Field(default=64, ge=2)
     max_query_cost: int = Field(default=50_000, gt=0)
     expensive_query_cost: int = Field(default=1_000, gt=0)
@@ -133,6 +134,35 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown workers {unknown}; choose from {', '.join(WORKERS)}")
         return value
+    @model_validator(mode="after")
+    def _production_is_explicit(self) -> Settings:
+        """Production never falls back to what the embedded default makes up: dev tokens
+        signed with a key created in the state dir (one per replica, lost with it) or a
+        vault key made the same way. Every missing setting is named at once."""
+        if self.production:
+            missing = self.missing_for_production()
+            if missing:
+                raise ValueError(
+                    "STUDIO_ENVIRONMENT=production refuses to start without "
+                    + ", ".join(missing)
+                    + " (tokens come from your identity provider's JWKS; the local vault "
+                    "needs an explicit master key)"
+                )
+        return self
+
+    def missing_for_production(self) -> list[str]:
+        """The settings production needs that are not set, by their environment names."""
+        required = [
+            ("STUDIO_JWT_JWKS_URL", self.jwt_jwks_url),
+            ("STUDIO_JWT_ISSUER", self.jwt_issuer),
+            ("STUDIO_JWT_AUDIENCE", self.jwt_audience),
+        ]
+        if self.secret_store == "local":
+            key = self.master_key.get_secret_value() if self.master_key else None
+            required.append(("STUDIO_MASTER_KEY", key))
+        elif self.secret_store == "azure":
+            required.append(("STUDIO_KEYVAULT_URL", self.keyvault_url))
+        return [name for name, value in required if not (value or "").strip()]
 
     @property
     def production(self) -> bool:
@@ -160,7 +190,10 @@ class Settings(BaseSettings):
 
     @cached_property
     def resolved_dev_signing_key(self) -> str:
-        """The HS256 key: the setting, else a key kept in the state dir (made on first use)."""
+        """The HS256 key: the setting, else a key kept in the state dir (made on first use).
+        Never in production: dev tokens are not accepted there."""
+        if self.production:
+            raise RuntimeError("dev tokens are never signed or accepted in production")
         if self.dev_signing_key is not None:
             return self.dev_signing_key.get_secret_value()
         return _key_file(self.state_dir / "dev-signing-key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import httpx
 import pytest
 
 from studio_integrations.app import create_app
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage, Provider
 from studio_integrations.services import Services
 from tests.conftest import make_settings
 from tests.support.backends import Backend
+from tests.support.jwks import AUDIENCE, ISSUER, SigningKey, identity_provider, rsa_key
 from tests.support.live import LiveServer, serve
 from tests.support.rows import row_counts
 
@@ -70,3 +73,37 @@ def limited_server(backend: Backend, tmp_path: Path) -> ServerFactory:
 async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
         yield http
+
+
+@dataclass
+class ProductionServer:
+    """A server with ``STUDIO_ENVIRONMENT=production`` and the identity provider it trusts."""
+
+    live: LiveServer
+    key: SigningKey
+
+    def token(self, **claims: Any) -> str:
+        claims.setdefault("scp", " ".join(s.value for s in Scope))
+        return self.key.token(**claims)
+
+
+@pytest.fixture
+def production_server(limited_server: ServerFactory) -> ServerFactory:
+    """``async with production_server(**overrides) as prod`` — production settings, tokens
+    from a loopback JWKS (``prod.token(**claims)``)."""
+
+    @contextlib.asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[ProductionServer]:
+        key = rsa_key("prod-1")
+        async with identity_provider(key) as idp:
+            settings = {
+                "environment": "production",
+                "jwt_jwks_url": idp.url,
+                "jwt_issuer": ISSUER,
+                "jwt_audience": AUDIENCE,
+                **overrides,
+            }
+            async with limited_server(**settings) as live:
+                yield ProductionServer(live, key)
+
+    return factory

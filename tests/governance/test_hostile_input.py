@@ -15,11 +15,13 @@ meet. One server serves every example of a test. ``GENERATED`` counts the reques
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import string
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -649,6 +651,205 @@ def mutation_inputs(target: Target) -> st.SearchStrategy[tuple[str, dict[str, An
 def test_random_variables_and_configuration(target: Target, data: st.DataObject) -> None:
     document, variables = data.draw(mutation_inputs(target))
     assert_no_partial_write(target, document, variables)
+
+
+# --- round two: the classes that were 500s or dropped sockets -------------------------------
+#
+# Each generated, not only the examples in the issue: timestamps and lengths of any script's
+# digits, lone surrogates anywhere in a JSON document, cursors of any shape, tokens with
+# claims of every type, WebSocket frames of any depth, headers of any size.
+
+SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
+SURROGATE_TEXT = st.lists(
+    st.one_of(SURROGATES, st.characters(codec="utf-8"), st.just("\U0001f600")), max_size=8
+).map("".join)
+DIGITS = st.characters(categories=["Nd", "No"])
+TIMESTAMPS = st.one_of(
+    st.text(DIGITS, min_size=1, max_size=20),
+    st.integers(1, 6000).map(lambda n: "9" * n),
+    st.integers(-(10**20), 10**20).map(str),
+    st.floats(allow_nan=True).map(str),
+)
+
+
+def _inbound_path(target: Target) -> str:
+    return f"/webhooks/inbound/{target.seeded_ids[2]}"
+
+
+@examples(80)
+@given(timestamp=TIMESTAMPS, signed=st.booleans())
+def test_generated_inbound_timestamps(target: Target, timestamp: str, signed: bool) -> None:
+    headers = {"webhook-id": "msg_gen", "webhook-timestamp": timestamp, "content-type": "x"}
+    if signed:
+        headers["webhook-signature"] = "v1,AAAA"
+    target.sent += 1
+    response = target.http.post(
+        _inbound_path(target),
+        content=b"{}",
+        headers={k: v.encode("utf-8") for k, v in headers.items()},
+    )
+    assert response.status_code == 401, response.text
+    target.outcomes[f"inbound {response.status_code}"] += 1
+
+
+def _with_surrogates(value: Any) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        st.one_of(SURROGATE_TEXT, JSON_SCALARS),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(SURROGATE_TEXT, inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+
+
+@examples(100)
+@given(variables=_with_surrogates(None), data=st.data())
+def test_generated_lone_surrogates_in_variables(
+    target: Target, variables: Any, data: st.DataObject
+) -> None:
+    document, values = data.draw(mutation_inputs(target))
+    if isinstance(values.get("input"), dict):
+        values = {"input": {**values["input"], "name": variables}}
+    else:
+        values = {"input": variables}
+    body = json.dumps({"query": document, "variables": values})  # ensure_ascii: \udXXX escapes
+    before = target.server.counts()
+    response = target.post(content=body.encode(), headers={"Content-Type": "application/json"})
+    checked = check_response(response, target)
+    if response.status_code == 400:
+        assert [e["extensions"]["code"] for e in checked["errors"]] == ["INVALID_UNICODE"]
+        assert target.server.counts() == before
+
+
+CURSORS = st.one_of(
+    st.text(max_size=200),
+    st.integers(1, 3000).map(lambda n: "[" * n),
+    JSON.map(json.dumps),
+    _with_surrogates(None).map(json.dumps),
+).flatmap(
+    lambda raw: st.sampled_from(
+        [
+            raw,
+            base64.urlsafe_b64encode(f"k:{raw}".encode("utf-8", "surrogatepass")).decode(),
+            base64.urlsafe_b64encode(f"c:{raw}".encode("utf-8", "surrogatepass")).decode(),
+        ]
+    )
+)
+
+
+@examples(100)
+@given(cursor=CURSORS, order=st.sampled_from(["NAME", "CREATED_AT", None]))
+def test_generated_cursors(target: Target, cursor: str, order: str | None) -> None:
+    order_by = f"orderBy: {{field: {order}}}, " if order else ""
+    document = (
+        f"query ($after: String) {{ integrationConnections({order_by}after: $after) "
+        "{ nodes { id } } }"
+    )
+    body = check_response(target.graphql(document, {"after": cursor}), target)
+    codes = {e["extensions"]["code"] for e in body.get("errors") or []}
+    assert codes <= {"INVALID_CURSOR", "INVALID_UNICODE"}, body
+
+
+CLAIM_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.text(st.characters(categories=["Cc", "Zl", "Zp"]), min_size=1, max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@examples(120)
+@given(
+    claims=st.dictionaries(
+        st.sampled_from(["exp", "tid", "sub", "nbf", "iat", "scp", "name"]),
+        CLAIM_VALUES,
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_generated_token_claims(target: Target, claims: dict[str, Any]) -> None:
+    import jwt
+
+    settings_ = target.server.settings
+    body: dict[str, Any] = {
+        "sub": "alice",
+        "tid": "acme",
+        "scp": "connections:read",
+        "iss": settings_.token_issuer,
+        "aud": settings_.token_audience,
+        "exp": int(time.time()) + 300,
+        **claims,
+    }
+    token = jwt.encode(body, settings_.resolved_dev_signing_key, algorithm="HS256")
+    target.sent += 1
+    response = target.http.post(
+        "/graphql",
+        json={"query": "{ viewer { subject tenantId } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    checked = check_response(response, target)
+    assert response.status_code in (200, 401), response.text
+    if response.status_code == 200:
+        viewer = checked["data"]["viewer"]
+        identifiers = viewer["subject"] + viewer["tenantId"]
+        assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in identifiers), viewer
+
+
+FRAMES = st.one_of(
+    st.integers(65, 250_000).map(lambda n: '{"type":"subscribe","id":"1","payload":' + "[" * n),
+    _with_surrogates(None).map(
+        lambda v: json.dumps({"type": "subscribe", "id": "1", "payload": {"query": v}})
+    ),
+    st.text(max_size=50),
+)
+
+
+@examples(25)
+@given(frame=FRAMES)
+def test_generated_websocket_frames(target: Target, frame: str) -> None:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = target.server.live.ws_url
+    target.sent += 1
+    with connect(url, subprotocols=["graphql-transport-ws"], max_size=None) as ws:  # type: ignore[list-item]
+        ws.send(
+            json.dumps(
+                {"type": "connection_init", "payload": {"authorization": f"Bearer {target.token}"}}
+            )
+        )
+        assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+        ws.send(frame)
+        ending: ConnectionClosed | None = None
+        try:
+            while True:
+                ws.recv(timeout=3)
+        except ConnectionClosed as closed:
+            ending = closed
+        except TimeoutError:
+            target.outcomes["ws open"] += 1  # a frame the server answered and kept going
+            return
+    assert ending is not None and ending.rcvd is not None, "dropped without a close frame"
+    assert ending.rcvd.code in (4400, 4403, 1000), ending.rcvd
+    target.outcomes[f"ws close {ending.rcvd.code}"] += 1
+
+
+@examples(40)
+@given(size=st.integers(0, 200_000), name=st.sampled_from(["Authorization", "X-Pad", "Cookie"]))
+def test_generated_header_sizes(target: Target, size: int, name: str) -> None:
+    value = "Bearer " + target.token if name == "Authorization" and size < 100 else "a" * size
+    headers = {"Authorization": f"Bearer {target.token}", name: value}
+    target.sent += 1
+    response = target.http.post(
+        "/graphql", json={"query": "{ viewer { subject } }"}, headers=headers
+    )
+    check_response(response, target)
+    assert response.status_code in (200, 401, 431), response.text
+    if sum(len(k) + len(v) for k, v in headers.items()) > target.server.settings.max_header_bytes:
+        assert response.status_code == 431
 
 
 def test_the_suite_sent_thousands_of_requests() -> None:

@@ -28,31 +28,31 @@ async def test_development_serves_introspection_to_authenticated_callers_only(
 
 @pytest.mark.parametrize("document", [SCHEMA, TYPE, HIDDEN_IN_FRAGMENT])
 async def test_production_refuses_introspection(
-    limited_server: ServerFactory, make_token: TokenFactory, document: str
+    production_server: ServerFactory, document: str
 ) -> None:
-    async with limited_server(environment="production") as server, client(server) as http:
-        body = await gql(http, document, token=make_token())
+    async with production_server() as prod, client(prod.live) as http:
+        body = await gql(http, document, token=prod.token())
         assert body["data"] is None
         assert error_codes(body) == ["INTROSPECTION_DISABLED"]
         # Ordinary queries, __typename included, are unaffected.
-        fine = await gql(http, "{ __typename viewer { subject } }", token=make_token())
+        fine = await gql(http, "{ __typename viewer { subject } }", token=prod.token())
         assert fine["data"] == {"__typename": "Query", "viewer": {"subject": "alice"}}
 
 
 async def test_production_hides_graphiql_unless_allowed(
-    limited_server: ServerFactory, make_token: TokenFactory
+    production_server: ServerFactory,
 ) -> None:
-    async with limited_server(environment="production") as server, client(server) as http:
+    async with production_server() as prod, client(prod.live) as http:
         page = await http.get("/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 404
         assert error_codes(page.json()) == ["NOT_FOUND"]
     async with (
-        limited_server(environment="production", graphiql=True, introspection=True) as server,
-        client(server) as http,
+        production_server(graphiql=True, introspection=True) as prod,
+        client(prod.live) as http,
     ):
         page = await http.get("/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "graphiql" in page.text.lower()
-        body = await gql(http, TYPE, token=make_token())
+        body = await gql(http, TYPE, token=prod.token())
         assert body["data"] == {"__type": {"name": "Provider"}}
 
 

@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from studio_integrations.domain.enums import DeliveryStatus, FailureCategory, SignatureStatus
 from studio_integrations.domain.signing import generate_secret
+from studio_integrations.inbound import recorder_of
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationFailure
 from studio_integrations.services import Services
@@ -58,6 +59,7 @@ class Inbound:
     connection_id: str
     secret: str
     http: httpx.AsyncClient
+    server: LiveServer | None = None
 
     @property
     def path(self) -> str:
@@ -76,7 +78,11 @@ class Inbound:
         }
 
     async def post(self, body: bytes, headers: dict[str, str], path: str | None = None) -> Any:
-        return await self.http.post(path or self.path, content=body, headers=headers)
+        response = await self.http.post(path or self.path, content=body, headers=headers)
+        if self.server is not None:
+            # Rejections are recorded after the answer: wait for those records.
+            await recorder_of(self.server.app).drain()
+        return response
 
 
 async def make_connection(
@@ -97,7 +103,7 @@ async def make_connection(
     )
     data = await ok(http, ESTABLISH, {"input": doc}, token)
     assert data["establishConnection"]["userErrors"] == [], data
-    return Inbound(data["establishConnection"]["connection"]["id"], secret, http)
+    return Inbound(data["establishConnection"]["connection"]["id"], secret, http, server)
 
 
 @pytest.fixture

@@ -287,9 +287,50 @@ def check_json_text(text: str, max_depth: int, what: str) -> Any:
             400, "JSON_TOO_DEEP", f"{what} nests deeper than {max_depth} levels", maxDepth=max_depth
         )
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise RequestRefused(400, "MALFORMED_JSON", f"{what} is not valid JSON") from exc
+    if "\\u" in text and _LONE_SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(data):
+        raise RequestRefused(
+            400,
+            "INVALID_UNICODE",
+            f"{what} holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), "
+            "which is not text",
+        )
+    return data
+
+
+# A ``\uD800``-``\uDFFF`` escape (paired or not): only then can parsed JSON hold a lone one.
+_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _holds_lone_surrogate(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def ascii_length(value: str | None) -> int | None:
+    """A Content-Length header's value, or None unless it is 1-18 ASCII digits (``isdigit``
+    also accepts other scripts' digits, which ``int`` may refuse or read)."""
+    if value is None or not _ASCII_DIGITS.fullmatch(value):
+        return None
+    return int(value)
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def check_body(body: bytes, headers: Headers, max_depth: int) -> None:
@@ -370,8 +411,8 @@ class RequestGuard:
             f"the request body is larger than {self._max_body} bytes",
             maxBytes=self._max_body,
         )
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+        declared = ascii_length(headers.get("content-length"))
+        if declared is not None and declared > self._max_body:
             raise too_large
         chunks: list[bytes] = []
         size = 0
@@ -387,3 +428,36 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+# --- the header cap -------------------------------------------------------------------
+
+
+class HeaderSizeLimit:
+    """ASGI middleware for every route: a request whose header lines (names and values)
+    add up to more than ``max_header_bytes`` is answered 431 ``HEADERS_TOO_LARGE`` (a
+    WebSocket upgrade is refused) before any of them is looked at — no token parsing, no
+    routing."""
+
+    def __init__(self, app: ASGIApp, *, max_header_bytes: int) -> None:
+        self._app = app
+        self._max = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            size = 0
+            for name, value in scope.get("headers", ()):
+                size += len(name) + len(value) + 4  # ": " and CRLF
+            if size > self._max:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = graphql_error_response(
+                    431,
+                    "HEADERS_TOO_LARGE",
+                    f"the request's headers are larger than {self._max} bytes",
+                    maxBytes=self._max,
+                )
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)

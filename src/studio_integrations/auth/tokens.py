@@ -15,6 +15,7 @@ provider may issue scopes for other APIs in the same token.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -45,12 +46,40 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+# ``exp`` as a NumericDate (RFC 7519 §2): a JSON number, not a string or a boolean, and one
+# a datetime can hold (year 9999 at most).
+MAX_NUMERIC_DATE = 253_402_300_799
+MAX_SUBJECT_CHARS = 200
+MAX_TENANT_CHARS = 100
+# Control characters (C0, DEL, C1), lone surrogates and the Unicode line separators: no
+# identifier holds them, and PostgreSQL refuses NUL in text outright.
+_NOT_AN_IDENTIFIER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _identifier(claims: dict[str, Any], name: str, what: str, limit: int) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise Unauthenticated(f"token has no {what} ({name})")
+    if len(value) > limit or _NOT_AN_IDENTIFIER.search(value):
+        raise Unauthenticated(
+            f"token {what} ({name}) must be at most {limit} characters without control characters"
+        )
+    return value
+
+
+def _expiry(claims: dict[str, Any]) -> datetime:
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise Unauthenticated("token expiry (exp) must be a number of seconds")
+    if not 0 <= exp <= MAX_NUMERIC_DATE:
+        raise Unauthenticated("token expiry (exp) is out of range")
+    return datetime.fromtimestamp(exp, UTC)
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
-    subject, tenant = claims.get("sub"), claims.get("tid")
-    if not isinstance(subject, str) or not subject:
-        raise Unauthenticated("token has no subject (sub)")
-    if not isinstance(tenant, str) or not tenant:
-        raise Unauthenticated("token has no tenant (tid)")
+    subject = _identifier(claims, "sub", "subject", MAX_SUBJECT_CHARS)
+    tenant = _identifier(claims, "tid", "tenant", MAX_TENANT_CHARS)
+    expires_at = _expiry(claims)
     raw_scopes = claims.get("scp", claims.get("scope", ""))
     if isinstance(raw_scopes, list):
         raw_scopes = " ".join(str(s) for s in raw_scopes)
@@ -59,7 +88,6 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     known = {s.value for s in Scope}
     scopes = frozenset(Scope(s) for s in raw_scopes.split() if s in known)
     name = claims.get("name")
-    exp = claims.get("exp")
     # Machine tokens: Auth0 marks them gty=client-credentials, Entra ID idtyp=app.
     machine = claims.get("gty") == "client-credentials" or claims.get("idtyp") == "app"
     kind = ActorKind.SERVICE if machine else ActorKind.USER
@@ -67,8 +95,13 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         subject=subject,
         tenant_id=tenant,
         scopes=scopes,
-        name=name if isinstance(name, str) else None,
-        expires_at=datetime.fromtimestamp(exp, UTC) if isinstance(exp, int | float) else None,
+        # A display name is optional: one that is not plain text is left out.
+        name=name
+        if isinstance(name, str)
+        and len(name) <= MAX_SUBJECT_CHARS
+        and not _NOT_AN_IDENTIFIER.search(name)
+        else None,
+        expires_at=expires_at,
         kind=kind,
     )
 
@@ -90,6 +123,9 @@ def _decode(
         raise Unauthenticated("token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthenticated(f"invalid token: {exc}") from exc
+    except (OverflowError, ValueError, TypeError) as exc:
+        # PyJWT converts exp/iat/nbf with int(): 1e400 (JSON's inf) overflows.
+        raise Unauthenticated("invalid token: a time claim is out of range") from exc
 
 
 class DevTokenVerifier:
@@ -163,7 +199,11 @@ class JwksTokenVerifier:
 
 
 def make_verifier(settings: Settings) -> TokenVerifier:
-    return JwksTokenVerifier(settings) if settings.uses_jwks else DevTokenVerifier(settings)
+    """JWKS when configured, and always in production (which never accepts dev tokens;
+    ``JwksTokenVerifier`` refuses to be built without its settings)."""
+    if settings.uses_jwks or settings.production:
+        return JwksTokenVerifier(settings)
+    return DevTokenVerifier(settings)
 
 
 def mint_dev_token(

@@ -35,12 +35,14 @@ as ``field``. Codes: ``REQUIRED``, ``TOO_LONG``, ``TOO_LARGE``, ``INVALID_PROJEC
 ``CREDENTIAL_NOT_FOUND``, ``AUTH_MODE_MISMATCH``, ``INVALID_CONFIGURATION``,
 ``EGRESS_REFUSED``, ``INVALID_SECRET_REF``, ``VAULT_MISMATCH``, ``SECRET_NOT_FOUND``,
 ``SECRET_VERSION_DISABLED``, ``DUPLICATE_NAME``, ``CONNECTION_NOT_FOUND``,
-``CONNECTION_RETIRED``, ``CONFIRMATION_MISMATCH``, ``STALE_VERSION``, ``NOTHING_TO_UPDATE``.
+``CONNECTION_RETIRED``, ``CONFIRMATION_MISMATCH``, ``STALE_VERSION``, ``NOTHING_TO_UPDATE``,
+``VALIDATION_TOO_COSTLY``.
 An id of another tenant is reported exactly as an id that does not exist.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -48,7 +50,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
 from referencing.exceptions import Unresolvable
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,10 +67,17 @@ from studio_integrations.domain.enums import (
 )
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.health import observe_run
+from studio_integrations.domain.json_schemas import (
+    ValidationBudgetExceeded,
+    linear_validator_for,
+    unsupported_patterns,
+    validate_off_loop,
+)
 from studio_integrations.domain.provider_calls import (
     AuthScheme,
     CallOutcome,
     ConfigurationInvalid,
+    CredentialAudience,
     ProviderCaller,
     ProviderRequest,
     ResolvedCredential,
@@ -139,6 +147,8 @@ class ConnectionDefinition:
     configuration: Any = None
     inbound_signing_secret_ref: str | None = None
     run_test: bool = True
+    # The caller holds credentials:write: binding outside the credential's audience widens it.
+    may_widen_credential_audience: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +170,8 @@ class CallPlan:
     auth_mode: AuthMode
     secret_name: str
     secret_version: str
+    provider_id: str | None = None
+    audience: CredentialAudience | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +202,13 @@ def _depth(doc: Any, limit: int) -> int:
     return depth
 
 
-def check_configuration(
+async def check_configuration(
     errors: ValidationErrors, field: str, provider: Provider, configuration: Any
 ) -> dict[str, Any] | None:
     """A JSON object within the size limits that satisfies the provider's JSON Schema; every
-    schema violation (up to ten) is reported at its own path."""
+    schema violation (up to ten) is reported at its own path. The schema is the tenant's own
+    input: it is evaluated in linear time (RE2 patterns) in the schema worker pool, within a
+    budget, never on the event loop (``json_schemas``)."""
     config = {} if configuration is None else configuration
     if not isinstance(config, dict):
         errors.add(field, "INVALID_CONFIGURATION", "must be a JSON object")
@@ -209,14 +223,17 @@ def check_configuration(
         return None
     schema = provider.configuration_schema or {}
     try:
-        validator_class = jsonschema_validators.validator_for(
-            schema, default=jsonschema_validators.Draft202012Validator
+        found = await validate_off_loop(functools.partial(_schema_errors, schema, config))
+    except ValidationBudgetExceeded:
+        errors.add(
+            field,
+            "VALIDATION_TOO_COSTLY",
+            "checking the configuration against the provider's schema took too long",
         )
-        found = sorted(
-            validator_class(schema).iter_errors(config),
-            key=lambda e: [str(p) for p in e.absolute_path],
-        )
+        return None
     except (SchemaError, Unresolvable, RecursionError):
+        found = None
+    if found is None:
         errors.add(
             field, "INVALID_CONFIGURATION", "the provider's configuration schema is unusable"
         )
@@ -227,6 +244,18 @@ def check_configuration(
             f"{field}.{where}" if where else field, "INVALID_CONFIGURATION", error.message[:300]
         )
     return None if found else config
+
+
+def _schema_errors(schema: dict[str, Any], config: dict[str, Any]) -> list[Any] | None:
+    """Runs in the schema worker pool: the violations sorted by path, ``None`` for a schema
+    that cannot be evaluated safely."""
+    if unsupported_patterns(schema):
+        return None
+    validator_class = linear_validator_for(schema)
+    return sorted(
+        validator_class(schema).iter_errors(config),
+        key=lambda e: [str(p) for p in e.absolute_path],
+    )
 
 
 def verification_request(provider: Provider, configuration: Mapping[str, Any]) -> ProviderRequest:
@@ -253,16 +282,18 @@ def _check_target(
     provider: Provider,
     configuration: dict[str, Any],
     field: str,
-) -> None:
-    """The rendered URL must be one the egress policy accepts (no network involved)."""
+) -> str | None:
+    """The rendered URL must be one the egress policy accepts (no network involved); its
+    host, or None with the reason in ``errors``."""
     try:
-        caller.prepare_target(
+        return caller.prepare_target(
             verification_request(provider, configuration), field_prefix=f"{field}."
-        )
+        ).host
     except EgressRefused as exc:
         errors.add(field, exc.code, exc.message)
     except ConfigurationInvalid as exc:
         errors.add(exc.field or field, exc.code, exc.message)
+    return None
 
 
 async def _check_inbound_ref(
@@ -296,6 +327,7 @@ def _plan(
     configuration: Mapping[str, Any],
     credential: Credential,
     version: str | None = None,
+    audience: list[str] | None = None,
 ) -> CallPlan | ConfigurationInvalid:
     try:
         request = verification_request(provider, configuration)
@@ -308,6 +340,8 @@ def _plan(
         auth_mode=credential.auth_mode,
         secret_name=secret_name,
         secret_version=version or credential.current_version,
+        provider_id=provider.id,
+        audience=CredentialAudience.of(credential.audience if audience is None else audience),
     )
 
 
@@ -349,7 +383,12 @@ async def call_provider(
         )
     except VaultUnavailable:
         return failed_outcome(FailureCategory.UNKNOWN, "the vault did not answer")
-    return await caller.call(plan.request, ResolvedCredential(plan.auth_mode, secret))
+    return await caller.call(
+        plan.request,
+        ResolvedCredential(
+            plan.auth_mode, secret, audience=plan.audience, provider_id=plan.provider_id
+        ),
+    )
 
 
 async def record_run(
@@ -454,6 +493,7 @@ class _Checked:
     configuration: dict[str, Any]
     inbound_ref: str | None
     plan: CallPlan | ConfigurationInvalid | None
+    widen_audience: str | None = None  # a provider id added to the credential's audience
 
 
 async def _check_definition(
@@ -503,12 +543,26 @@ async def _check_definition(
         )
 
     configuration = None
+    host = None
     if provider is not None:
-        configuration = check_configuration(
+        configuration = await check_configuration(
             errors, "input.configuration", provider, definition.configuration
         )
         if configuration is not None:
-            _check_target(errors, caller, provider, configuration, "input.configuration")
+            host = _check_target(errors, caller, provider, configuration, "input.configuration")
+    widen = None
+    if provider is not None and credential is not None and host is not None:
+        audience = CredentialAudience.of(credential.audience)
+        if not audience.allows(provider.id, host):
+            if definition.may_widen_credential_audience:
+                widen = provider.id
+            else:
+                errors.add(
+                    "input.credentialId",
+                    "CREDENTIAL_AUDIENCE",
+                    f"the credential may not be sent to {provider.name} ({host}); a caller "
+                    "with credentials:write can bind it there, which widens its audience",
+                )
 
     inbound_ref, inbound_errors = inbound
     errors.items.extend(inbound_errors.items)
@@ -525,8 +579,15 @@ async def _check_definition(
     assert provider
     assert credential
     assert configuration is not None
+    if widen is not None:
+        # The test call runs under the audience the binding will have.
+        credential_audience = sorted({*(credential.audience or []), widen})
+    else:
+        credential_audience = list(credential.audience or [])
     plan = (
-        _plan(connection_id, provider, configuration, credential) if definition.run_test else None
+        _plan(connection_id, provider, configuration, credential, audience=credential_audience)
+        if definition.run_test
+        else None
     )
     return _Checked(
         name=name,
@@ -537,6 +598,7 @@ async def _check_definition(
         configuration=configuration,
         inbound_ref=inbound_ref,
         plan=plan,
+        widen_audience=widen,
     )
 
 
@@ -582,6 +644,9 @@ async def establish_connection(
                 code="DUPLICATE_NAME",
             )
         failed = outcome is not None and not outcome.ok
+        widened = None
+        if checked.widen_audience is not None and not failed:
+            widened = await _widen_audience(session, checked.credential_id, checked.widen_audience)
         now = utcnow()
         connection = IntegrationConnection(
             id=connection_id,
@@ -649,9 +714,30 @@ async def establish_connection(
             type=EventType.INTEGRATION_CONNECTION_ESTABLISHED,
             subject_type="IntegrationConnection",
             subject_id=connection_id,
-            data={**_connection_data(connection), "testRun": _run_data(run) if run else None},
+            data={
+                **_connection_data(connection),
+                "testRun": _run_data(run) if run else None,
+                **({"credentialAudienceWidened": widened} if widened else {}),
+            },
         )
         return RunResult(connection=connection, run=run)
+
+
+async def _widen_audience(
+    session: AsyncSession, credential_id: str, provider_id: str
+) -> dict[str, Any] | None:
+    """Add ``provider_id`` to the credential's audience; what changed, for the audit trail."""
+    credential = await TenantRepository(session, Credential).get(credential_id)
+    if credential is None:
+        raise UserInputError(
+            "no such credential", field="input.credentialId", code="CREDENTIAL_NOT_FOUND"
+        )
+    before = list(credential.audience or [])
+    if provider_id in before:
+        return None
+    credential.audience = sorted({*before, provider_id})
+    await session.flush()
+    return {"credentialId": credential_id, "added": [provider_id], "audience": credential.audience}
 
 
 async def _live_connection(
@@ -713,7 +799,7 @@ async def update_connection(
     if not isinstance(changes.configuration, _Keep):
         provider = await TenantRepository(session, Provider).get(connection.provider_id)
         assert provider is not None  # providers are never deleted
-        configuration = check_configuration(
+        configuration = await check_configuration(
             errors, "input.configuration", provider, changes.configuration
         )
         if configuration is not None:

@@ -28,6 +28,13 @@ Rules, in the words the Studio shows:
 - Rotation policy (``check_rotation_policy``, shared with ``setRotationPolicy``): cadence
   1-730 days, expiry warning 1-365 days and shorter than the cadence (``OUT_OF_RANGE``).
 - ``expiresAt``, when given, lies in the future (``IN_THE_PAST``).
+- **Audience** (DESIGN §12): the providers (``prov_…`` ids of providers the tenant can see)
+  and hosts (``api.example.com``, or ``*.example.com`` for its subdomains) the secret may
+  be sent to (``INVALID_AUDIENCE``, ``PROVIDER_NOT_FOUND``). Binding the credential to a
+  provider outside it is refused with ``CREDENTIAL_AUDIENCE`` unless the caller holds
+  ``credentials:write``, whose binding widens the audience by that provider (recorded in
+  the connection's event as ``credentialAudienceWidened``); every provider call checks it
+  again (``ProviderCaller``), so a secret never reaches a host its owner did not name.
 
 Other codes: ``INVALID_SECRET_REF`` (not a secret identifier), ``TOO_LONG`` (name, search),
 ``OUT_OF_RANGE`` (``expiringWithinDays``). Validation failures are collected and raised
@@ -36,6 +43,7 @@ together (``UserInputErrors``) with GraphQL input paths as ``field``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,8 +62,8 @@ from studio_integrations.persistence.credentials import (
     CredentialRepository,
 )
 from studio_integrations.persistence.credentials import CredentialFilter as CredentialFilter
-from studio_integrations.persistence.models import Credential, IntegrationConnection
-from studio_integrations.persistence.repository import Page, PageRequest
+from studio_integrations.persistence.models import Credential, IntegrationConnection, Provider
+from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
 from studio_integrations.persistence.types import utcnow
 from studio_integrations.vault.base import (
     SecretNotFound,
@@ -75,6 +83,11 @@ MAX_NAME_LENGTH = 200
 MAX_REF_LENGTH = 2048
 MAX_SEARCH_LENGTH = 200
 MAX_EXPIRING_WITHIN_DAYS = 3650
+MAX_AUDIENCE_ENTRIES = 50
+# A DNS host name (lower case, IDNA/ASCII), optionally ``*.`` for its subdomains.
+_AUDIENCE_HOST = re.compile(
+    r"^(\*\.)?(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,7 @@ class CredentialDefinition:
     rotation_policy: RotationPolicy
     expires_at: datetime | None = None
     name: str | None = None
+    audience: Sequence[str] | None = None
 
 
 # --- Validation --------------------------------------------------------------------------
@@ -122,6 +136,37 @@ def check_rotation_policy(errors: ValidationErrors, field: str, policy: Rotation
             "OUT_OF_RANGE",
             "must be shorter than the rotation cadence",
         )
+
+
+async def check_audience(
+    session: AsyncSession, errors: ValidationErrors, field: str, raw: Sequence[str] | None
+) -> list[str]:
+    """Provider ids the tenant can see, and host names (lower case); sorted, no duplicates."""
+    entries = sorted(
+        {
+            e if e.startswith("prov_") else e.lower().rstrip(".")
+            for e in ((x or "").strip() for x in raw or [])
+            if e
+        }
+    )
+    if len(entries) > MAX_AUDIENCE_ENTRIES:
+        errors.add(field, "TOO_LARGE", f"at most {MAX_AUDIENCE_ENTRIES} providers and hosts")
+        return []
+    providers = [e for e in entries if e.startswith("prov_")]
+    for entry in entries:
+        if not entry.startswith("prov_") and not _AUDIENCE_HOST.match(entry):
+            errors.add(
+                field,
+                "INVALID_AUDIENCE",
+                f"{entry[:80]!r} is neither a provider id nor a host name (api.example.com, "
+                "*.example.com)",
+            )
+    if providers:
+        found = await TenantRepository(session, Provider).get_many(providers)
+        for entry, provider in zip(providers, found, strict=True):
+            if provider is None:
+                errors.add(field, "PROVIDER_NOT_FOUND", f"no provider {entry[:80]!r}")
+    return entries
 
 
 def _aware(moment: datetime) -> datetime:
@@ -233,6 +278,7 @@ async def register_credential(
     expires_at = _aware(definition.expires_at) if definition.expires_at is not None else None
     if expires_at is not None and expires_at <= utcnow():
         errors.add("input.expiresAt", "IN_THE_PAST", "must be in the future")
+    audience = await check_audience(session, errors, "input.audience", definition.audience)
 
     repo = CredentialRepository(session)
     if checked is not None and await repo.by_reference(str(checked[0].unversioned())):
@@ -257,6 +303,7 @@ async def register_credential(
             rotation_strategy=definition.rotation_strategy,
             cadence_days=policy.cadence_days,
             expiry_warning_days=policy.expiry_warning_days,
+            audience=audience,
         )
     )
     await flush_or_duplicate(
@@ -275,6 +322,7 @@ async def register_credential(
             "currentVersion": credential.current_version,
             "rotationStrategy": credential.rotation_strategy.value,
             "expiresAt": expires_at.isoformat() if expires_at else None,
+            "audience": audience,
             "rotationPolicy": {
                 "cadenceDays": policy.cadence_days,
                 "expiryWarningDays": policy.expiry_warning_days,

@@ -271,6 +271,8 @@ async def seed_connections(db: Database, settings: Settings, tenant_id: str) -> 
                     credential_id=credential_id,
                     configuration=configuration,
                     run_test=False,
+                    # The operator seeding the demo binds its own credentials.
+                    may_widen_credential_audience=True,
                 ),
             )
             assert result.connection is not None

@@ -221,10 +221,57 @@ class AuthScheme:
 @dataclass(frozen=True, slots=True)
 class ResolvedCredential:
     """A credential's auth mode and its pinned secret version, read from the vault by the
-    caller. ``SecretValue`` keeps its value out of reprs."""
+    caller. ``SecretValue`` keeps its value out of reprs.
+
+    ``audience`` and ``provider_id``: where the secret may go and the provider the call is
+    for; ``call`` refuses (CONFIGURATION, nothing sent) a call the audience does not allow,
+    checked on the rendered URL, the OAuth token URL included. ``None`` only for calls made
+    without a stored credential (tests of the caller itself)."""
 
     auth_mode: AuthMode
     secret: SecretValue
+    audience: CredentialAudience | None = None
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialAudience:
+    """The providers (by id) and hosts (exact, or ``*.example.com`` for its subdomains) a
+    credential's secret may be sent to (DESIGN §12). A provider in the audience may be
+    called at any of its URLs: its definition is immutable once registered."""
+
+    providers: frozenset[str] = frozenset()
+    hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, entries: list[str] | None) -> CredentialAudience:
+        items = entries or []
+        return cls(
+            providers=frozenset(e for e in items if e.startswith("prov_")),
+            hosts=frozenset(e.lower() for e in items if not e.startswith("prov_")),
+        )
+
+    def allows_host(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        if host in self.hosts:
+            return True
+        return any(
+            entry.startswith("*.") and host.endswith(entry[1:]) and host != entry[2:]
+            for entry in self.hosts
+        )
+
+    def allows(self, provider_id: str | None, host: str) -> bool:
+        return (provider_id is not None and provider_id in self.providers) or self.allows_host(host)
+
+
+class AudienceRefused(UserInputError):
+    """The credential's audience does not include the call's provider or host."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(
+            f"the credential's audience does not include {host}; nothing was sent",
+            code="CREDENTIAL_AUDIENCE",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -643,7 +690,13 @@ class ProviderCaller:
         redact = _Redactor()
         try:
             prepared = self._prepare(request, credential, redact)
-        except (ConfigurationInvalid, CredentialFormatInvalid, EgressRefused) as exc:
+            self._check_audience(prepared, credential)
+        except (
+            ConfigurationInvalid,
+            CredentialFormatInvalid,
+            EgressRefused,
+            AudienceRefused,
+        ) as exc:
             log.debug("provider call not sent: %s", exc.message)
             return CallOutcome(
                 ok=False,
@@ -693,6 +746,19 @@ class ProviderCaller:
         return _outcome(attempts)  # the first attempt always runs: total_timeout > 0
 
     # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_audience(prepared: _Prepared, credential: ResolvedCredential) -> None:
+        """Checked at every call, after the URLs are rendered, before anything is sent."""
+        audience = credential.audience
+        if audience is None:
+            return
+        hosts = [prepared.target.host]
+        if prepared.oauth is not None:
+            hosts.append(prepared.oauth.token_target.host)
+        for host in hosts:
+            if not audience.allows(credential.provider_id, host):
+                raise AudienceRefused(host)
 
     def _delay(self, failures: int, retry_after: float | None) -> float | None:
         if retry_after is not None:

@@ -46,12 +46,14 @@ from jsonschema.exceptions import SchemaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
+from studio_integrations.domain.egress import EgressRefused, check_target
 from studio_integrations.domain.enums import (
     ApiClientStatus,
     AuthMode,
     ProviderCategory,
     ProviderStatus,
 )
+from studio_integrations.domain.json_schemas import unsupported_patterns
 from studio_integrations.domain.provider_calls import PLACEHOLDER, AuthScheme
 from studio_integrations.domain.semver import InvalidSemVer, SemVer
 from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
@@ -82,6 +84,7 @@ MAX_ASSEMBLY_LENGTH = 200
 MAX_SEARCH_LENGTH = 200
 MAX_SCHEMA_BYTES = 32 * 1024
 MAX_SCHEMA_DEPTH = 32
+MAX_PATTERN_ERRORS = 5
 MAX_AUTH_SCHEME_BYTES = 4 * 1024
 MAX_AUTH_SCHEME_DEPTH = 4  # {"oauth2": {"params": {"audience": "..."}}}
 MAX_API_KEY_NAMES = 10
@@ -248,6 +251,22 @@ def _without_placeholders(template: str) -> str:
     return PLACEHOLDER.sub("0", template)
 
 
+def check_base_url_egress(base_url: str, *, allow_loopback: bool) -> None:
+    """``EGRESS_REFUSED`` on ``input.baseUrl`` for a URL the egress policy refuses without
+    the network (scheme, literal private/loopback/metadata addresses, userinfo, ports).
+    Placeholders stand for a DNS label here, so only what the template itself fixes is
+    judged; the rendered, resolved URL is checked again on every call."""
+    concrete = PLACEHOLDER.sub("x0", _TEMPLATED_PORT.sub(":443", base_url, count=1))
+    try:
+        check_target(concrete, allow_loopback=allow_loopback)
+    except EgressRefused as exc:
+        raise EgressRefused(exc.message, reason=exc.reason, field="input.baseUrl") from None
+
+
+# A placeholder in the port position: judged once rendered.
+_TEMPLATED_PORT = re.compile(r"(?<=[\w\]}]):\{[A-Za-z_][A-Za-z0-9_]*\}(?=/|$)")
+
+
 def _url(
     errors: ValidationErrors,
     field: str,
@@ -378,7 +397,15 @@ def check_configuration_schema(
     if schema.get("type") != "object":
         errors.add(field, "INVALID_JSON_SCHEMA", 'must describe an object ("type": "object")')
         return None
-    return schema
+    unsupported = unsupported_patterns(schema)
+    for where, why in unsupported[:MAX_PATTERN_ERRORS]:
+        errors.add(
+            field,
+            "UNSUPPORTED_PATTERN",
+            f"patterns must be RE2 syntax (no backreferences or look-around): {why[:200]}"
+            + f" (at {where[:200]})",
+        )
+    return None if unsupported else schema
 
 
 def _unfillable_placeholders(schema: Mapping[str, Any], template: str) -> list[str]:
@@ -801,10 +828,17 @@ def is_ready_to_use(provider: Provider, clients: Sequence[ExternalApiClient]) ->
 
 
 async def register_provider(
-    session: AsyncSession, ctx: ActionContext, *, definition: ProviderDefinition
+    session: AsyncSession,
+    ctx: ActionContext,
+    *,
+    definition: ProviderDefinition,
+    allow_loopback: bool = False,
 ) -> Provider:
-    """A tenant-owned provider; emits ``ProviderRegistered`` in the same transaction."""
+    """A tenant-owned provider; emits ``ProviderRegistered`` in the same transaction. Its
+    base URL passes the egress policy when saved, like a webhook endpoint (and again, resolved,
+    on every call)."""
     checked = check_provider(definition)
+    check_base_url_egress(checked.base_url, allow_loopback=allow_loopback)
     repo = ProviderRepository(session)
     for existing in await repo.by_key(checked.key):
         if existing.tenant_id is None:

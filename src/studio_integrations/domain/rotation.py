@@ -21,9 +21,12 @@ through PENDING → VERIFYING → PROMOTED | FAILED:
 6. **Finish** (one transaction, row lock again): every call is recorded as a VERIFICATION run
    (``domain.connections.record_run``; a failed one raises an ``IntegrationFailure``). All
    passed (or no connection is bound): the credential's ``current_version`` moves to the new
-   version, ``last_rotated_at`` to now, ``expires_at`` to the new vault version's expiry —
-   PROMOTED, ``CredentialRotated``. Otherwise FAILED, ``CredentialRotationFailed``, the
-   credential untouched; a rejected generated version is disabled in the vault afterwards.
+   version, ``last_rotated_at`` to now, ``expires_at`` to the new version's expiry
+   (``new_version_expiry``: the ``expiresAt`` the rotation was asked for, else the vault
+   version's, else the previous version's lifetime again — an expiry never silently
+   disappears, so neither does its alert) — PROMOTED, ``CredentialRotated``. Otherwise
+   FAILED, ``CredentialRotationFailed``, the credential untouched; a rejected generated
+   version is disabled in the vault afterwards.
 
 Promotion and the rotation's terminal status commit together, so a credential is never half
 promoted. A process that dies mid-rotation leaves a PENDING/VERIFYING row whose lease expires;
@@ -424,6 +427,7 @@ async def _finish(
     new_props: SecretProperties | None,
     results: Sequence[tuple[str, datetime, CallOutcome]],
     now: datetime,
+    requested_expiry: datetime | None = None,
 ) -> RotationResult:
     async with sessions.write() as session:
         repo = RotationRepository(session)
@@ -475,13 +479,9 @@ async def _finish(
             )
         else:
             assert rotation.new_version is not None
+            credential.expires_at = new_version_expiry(credential, new_props, requested_expiry, now)
             credential.current_version = rotation.new_version
             credential.last_rotated_at = now
-            credential.expires_at = (
-                _aware(new_props.expires_at)
-                if new_props is not None and new_props.expires_at is not None
-                else None
-            )
             rotation.status = RotationStatus.PROMOTED
             rotation.finished_at = now
             rotation.lease_until = None
@@ -497,6 +497,36 @@ async def _finish(
         return RotationResult(rotation, credential)
 
 
+def new_version_expiry(
+    credential: Credential,
+    new_props: SecretProperties | None,
+    requested: datetime | None,
+    now: datetime,
+) -> datetime | None:
+    """The promoted version's expiry: the one asked for, else the vault version's, else the
+    previous version's lifetime (expiry minus when it became current) from now; None only
+    for a credential that never had an expiry."""
+    if requested is not None:
+        return _aware(requested)
+    if new_props is not None and new_props.expires_at is not None:
+        return _aware(new_props.expires_at)
+    if credential.expires_at is None:
+        return None
+    became_current = credential.last_rotated_at or credential.created_at
+    lifetime = _aware(credential.expires_at) - _aware(became_current)
+    return now + lifetime if lifetime > timedelta(0) else None
+
+
+def check_requested_expiry(expires_at: datetime | None, now: datetime) -> datetime | None:
+    """``expiresAt`` of a rotation request: in the future (``IN_THE_PAST``)."""
+    if expires_at is None:
+        return None
+    aware = _aware(expires_at)
+    if aware <= now:
+        raise UserInputError("must be in the future", field="input.expiresAt", code="IN_THE_PAST")
+    return aware
+
+
 async def rotate_credential(
     sessions: TenantSessions,
     ctx: ActionContext,
@@ -506,9 +536,12 @@ async def rotate_credential(
     credential_id: str,
     clock: Clock = utcnow,
     lease: timedelta = DEFAULT_LEASE,
+    expires_at: datetime | None = None,
 ) -> RotationResult:
     """Rotate now (see the module docstring). Raises ``UserInputError`` for what the caller
-    can fix; a failed verification is a result (FAILED), not an error."""
+    can fix; a failed verification is a result (FAILED), not an error. ``expires_at``: the
+    new version's expiry (see ``new_version_expiry``)."""
+    requested_expiry = check_requested_expiry(expires_at, clock())
     async with sessions.read() as session:
         credential = await _credential(session, credential_id)
         target = _Target(
@@ -588,6 +621,7 @@ async def rotate_credential(
         new_props,
         results,
         clock(),
+        requested_expiry,
     )
     if (
         target.strategy is RotationStrategy.GENERATED

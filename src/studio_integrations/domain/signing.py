@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -60,6 +61,9 @@ def webhook_headers(
     }
 
 
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+
 class Verdict(StrEnum):
     VALID = "VALID"
     INVALID = "INVALID"  # a signature is present and none matches (or a header is malformed)
@@ -83,7 +87,9 @@ def verify(
         return Verdict.MISSING
     if not message_id or not timestamp or not signature:
         return Verdict.MISSING if not signature else Verdict.INVALID
-    if len(message_id) > MAX_MESSAGE_ID_CHARS or not timestamp.isdigit():
+    # ASCII digits only, at most 12 (``isdigit`` takes other scripts' digits, and a number
+    # of thousands of digits is past what ``int`` converts).
+    if len(message_id) > MAX_MESSAGE_ID_CHARS or not _TIMESTAMP.fullmatch(timestamp):
         return Verdict.INVALID
     expected = sign(secret, message_id, int(timestamp), body).split(",", 1)[1]
     matched = False

@@ -176,6 +176,8 @@ class Credential(TenantScoped, Timestamps, Base):
     cadence_days: Mapped[int | None] = mapped_column(Integer)
     expiry_warning_days: Mapped[int | None] = mapped_column(Integer)
     expiry_warned_version: Mapped[str | None] = mapped_column(String(100))
+    # Provider ids and host names its secret may be sent to (``CredentialAudience``).
+    audience: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -56,7 +57,15 @@ def encode_cursor(id_: str) -> str:
     return base64.urlsafe_b64encode(f"c:{id_}".encode()).decode().rstrip("=")
 
 
+# NUL and lone surrogates: no cursor of ours holds them, and no database parameter may.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Our cursors are a few dozen characters; anything much longer was not made here.
+MAX_CURSOR_CHARS = 1024
+
+
 def decode_cursor(cursor: str) -> str:
+    if len(cursor) > MAX_CURSOR_CHARS:
+        cursor = ""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -75,11 +84,17 @@ def encode_keyset_cursor(value: str, id_: str) -> str:
 
 def decode_keyset_cursor(cursor: str) -> tuple[str, str]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         value, id_ = json.loads(raw[2:]) if raw.startswith("k:") else (None, None)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError):
         value = id_ = None
-    if not isinstance(value, str) or not isinstance(id_, str):
+    if (
+        not isinstance(value, str)
+        or not isinstance(id_, str)
+        or _UNSTORABLE.search(value + id_) is not None
+    ):
         raise UserInputError(
             "after is not a cursor of this ordering", field="after", code="INVALID_CURSOR"
         )

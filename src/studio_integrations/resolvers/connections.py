@@ -3,8 +3,10 @@ retireConnection."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain import connections as domain
 from studio_integrations.domain.context import ActionContext
 from studio_integrations.errors import UserInputError, UserInputErrors
@@ -65,7 +67,10 @@ async def _run_with_calls(
 async def establish_connection(
     info: Info, input: EstablishConnectionInput
 ) -> EstablishConnectionPayload:
-    definition = input.to_domain()
+    definition = dataclasses.replace(
+        input.to_domain(),
+        may_widen_credential_audience=info.context.require_principal().has(Scope.CREDENTIALS_WRITE),
+    )
     services = info.context.services
     result, errors = await _run_with_calls(
         info,

@@ -86,9 +86,12 @@ async def resolve_capability_matrix(
 
 async def register_provider(info: Info, input: RegisterProviderInput) -> RegisterProviderPayload:
     definition = input.to_domain()
+    allow_loopback = info.context.services.settings.allow_loopback_targets
     outcome = await run_governed(
         info,
-        lambda session, ctx: domain.register_provider(session, ctx, definition=definition),
+        lambda session, ctx: domain.register_provider(
+            session, ctx, definition=definition, allow_loopback=allow_loopback
+        ),
     )
     return RegisterProviderPayload(
         provider=Provider.from_row(outcome.value) if outcome.value is not None else None,

@@ -42,6 +42,7 @@ async def rotate_credential(info: Info, input: RotateCredentialInput) -> RotateC
             caller=services.provider_caller,
             credential_id=str(input.credential_id),
             lease=timedelta(seconds=services.settings.rotation_lease_seconds),
+            expires_at=input.expires_at,
         )
     except UserInputErrors as exc:
         return RotateCredentialPayload(

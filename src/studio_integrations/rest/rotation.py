@@ -6,7 +6,8 @@ It is the mutation, not a copy of it. The route sits behind the same ``GraphQLGa
 actor, trace id from ``traceparent``): the scope guard (``credentials:rotate``), the domain
 function, the audit events and the answer are the mutation's own.
 
-Request: ``Content-Type: application/json``, body ``{"credentialId": "cred_…"}`` (no other
+Request: ``Content-Type: application/json``, body ``{"credentialId": "cred_…"}``, optionally
+with ``"expiresAt": "<ISO 8601>"`` (the new version's expiry, as in the mutation; no other
 keys). Answers (JSON):
 
 - ``200`` the mutation's payload: ``{"rotation": {…}, "credential": {…}, "userErrors": []}``;
@@ -94,14 +95,23 @@ async def _credential_id(request: Request) -> str | JSONResponse:
         doc: Any = json.loads(body)
     except (ValueError, RecursionError):
         return _bad_request("the body is not valid JSON")
-    if not isinstance(doc, dict) or set(doc) != {"credentialId"}:
-        return _bad_request('the body must be a JSON object {"credentialId": "<id>"}')
+    if not isinstance(doc, dict) or "credentialId" not in doc or not set(doc) <= BODY_KEYS:
+        return _bad_request(
+            'the body must be a JSON object {"credentialId": "<id>"} (and optional "expiresAt")'
+        )
     credential_id = doc["credentialId"]
     if not isinstance(credential_id, str) or not credential_id.strip():
         return _bad_request("credentialId must be a non-empty string")
     if len(credential_id) > MAX_ID_LENGTH:
         return _bad_request(f"credentialId must be at most {MAX_ID_LENGTH} characters")
+    expires_at = doc.get("expiresAt")
+    if expires_at is not None and (not isinstance(expires_at, str) or len(expires_at) > 64):
+        return _bad_request("expiresAt must be an ISO 8601 date-time string")
+    request.state.rotation_expires_at = expires_at
     return credential_id.strip()
+
+
+BODY_KEYS = frozenset({"credentialId", "expiresAt"})
 
 
 class RotateEndpoint:
@@ -131,7 +141,10 @@ class RotateEndpoint:
             ROTATE_OPERATION,
             # Verification runs are connection data: answered to callers who may read them.
             variable_values={
-                "input": {"credentialId": credential_id},
+                "input": {
+                    "credentialId": credential_id,
+                    "expiresAt": getattr(request.state, "rotation_expires_at", None),
+                },
                 "runs": principal.has(ScopeName.CONNECTIONS_READ),
             },
             context_value=context,

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the enums)
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain.enums import ActorKind
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.events.replay import event_cursor
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
+from studio_integrations.schema.context import Info
 from studio_integrations.schema.relay import Connection, Node
+
+# The cross-area rule for event data: a key carrying another area's data needs that area's
+# read scope, as the same data needs it everywhere else (``WebhookDelivery.payload`` needs
+# ``webhooks:read``). Without it the key is left out and named in ``redacted``.
+EVENT_DATA_SCOPES: Mapping[str, Scope] = {
+    "payload": Scope.WEBHOOKS_READ,
+    "payloadOmitted": Scope.WEBHOOKS_READ,
+}
+
+
+def visible_data(data: Mapping[str, Any], scopes: frozenset[Scope]) -> dict[str, Any]:
+    """``data`` without the keys whose area the caller may not read."""
+    hidden = sorted(
+        k for k, scope in EVENT_DATA_SCOPES.items() if k in data and scope not in scopes
+    )
+    if not hidden:
+        return dict(data)
+    visible = {k: v for k, v in data.items() if k not in hidden}
+    visible["redacted"] = hidden
+    return visible
 
 
 @strawberry.type(description="Who performed an action.")
@@ -37,12 +60,21 @@ class AuditEvent(Node):
     actor: EventActor
     trace_id: str
     subject: EventSubject
-    data: JSON
+    raw_data: strawberry.Private[Mapping[str, Any]]
     cursor: strawberry.ID | None = strawberry.field(
         default=None,
         description="Where this event stands in commit order: pass it as `after` to resume a "
         "subscription from here (null for events not yet published).",
     )
+
+    @strawberry.field(
+        description="The event's secret-free summary. Keys holding another area's data "
+        "(an inbound webhook's `payload` needs `webhooks:read`) are left out for callers "
+        "without that area's read scope and named in `redacted`."
+    )
+    def data(self, info: Info) -> JSON:
+        scopes = info.context.require_principal().scopes
+        return cast(JSON, visible_data(self.raw_data, scopes))
 
     @classmethod
     def from_row(cls, row: AuditEventRow) -> AuditEvent:
@@ -54,7 +86,7 @@ class AuditEvent(Node):
             actor=EventActor(subject=row.actor_subject, kind=row.actor_kind, name=row.actor_name),
             trace_id=row.trace_id,
             subject=EventSubject(type=row.subject_type, id=strawberry.ID(row.subject_id)),
-            data=cast(JSON, row.data),
+            raw_data=row.data or {},
             cursor=event_cursor_id(row.sequence),
         )
 
@@ -68,7 +100,7 @@ class AuditEvent(Node):
             actor=EventActor(subject=env.actor.subject, kind=env.actor.kind, name=env.actor.name),
             trace_id=env.trace_id,
             subject=EventSubject(type=env.subject.type, id=strawberry.ID(env.subject.id)),
-            data=cast(JSON, env.data),
+            raw_data=env.data or {},
             cursor=event_cursor_id(env.sequence),
         )
 

@@ -58,6 +58,10 @@ class Credential(Node):
     rotation_strategy: RotationStrategy
     rotation_policy: RotationPolicy | None
     created_at: datetime
+    audience: list[str] = strawberry.field(
+        description="Provider ids and host names (`api.example.com`, `*.example.com`) the "
+        "secret may be sent to; binding elsewhere needs `credentials:write` and widens it."
+    )
 
     @strawberry.field(
         description="Connections bound to this credential, newest first. "
@@ -130,6 +134,7 @@ class Credential(Node):
             rotation_strategy=row.rotation_strategy,
             rotation_policy=policy,
             created_at=row.created_at,
+            audience=list(row.audience or []),
         )
 
 
@@ -182,6 +187,11 @@ class RegisterCredentialInput:
     name: str | None = strawberry.field(
         default=None, description="A display name; the secret's name by default."
     )
+    audience: list[str] | None = strawberry.field(
+        default=None,
+        description="Provider ids and host names (`api.example.com`, `*.example.com`) the "
+        "secret may be sent to. Empty: nowhere until a caller with `credentials:write` binds it.",
+    )
 
     def to_domain(self) -> domain.CredentialDefinition:
         return domain.CredentialDefinition(
@@ -194,6 +204,7 @@ class RegisterCredentialInput:
             ),
             expires_at=self.expires_at,
             name=self.name,
+            audience=self.audience,
         )
 
 

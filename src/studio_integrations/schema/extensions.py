@@ -8,6 +8,7 @@ extension per operation still hits them.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -67,7 +68,17 @@ class ShapeErrors(MaskErrors):
         return masked
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [_with_code(e) for e in super()._process_errors(errors)]
+        shaped = [_with_code(e) for e in super()._process_errors(errors)]
+        if not self._introspection_enabled():
+            # "Did you mean 'credentials'?" would answer what introspection refuses to.
+            for error in shaped:
+                error.message = _SCHEMA_HINT.sub("", error.message)
+        return shaped
+
+    def _introspection_enabled(self) -> bool:
+        context = getattr(self.execution_context, "context", None)
+        services = getattr(context, "services", None)
+        return services is None or bool(services.settings.introspection_enabled)
 
     def on_operation(self) -> Iterator[None]:
         # Parse failures (syntax, token limit) never reach ``result``: Strawberry throws
@@ -77,6 +88,10 @@ class ShapeErrors(MaskErrors):
         except GraphQLError as error:
             _with_code(error)
             raise
+
+
+# graphql-core's suggestions of schema names: fields, arguments, types, enum values.
+_SCHEMA_HINT = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def _with_code(error: GraphQLError) -> GraphQLError:

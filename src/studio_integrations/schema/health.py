@@ -57,7 +57,8 @@ async def _connection(
 
 @strawberry.type(description="One connection's current health (DESIGN §8).")
 class ConnectionHealthEntry:
-    connection: IntegrationConnection
+    connection_id: strawberry.ID
+    row: strawberry.Private[ConnectionRow]
     status: HealthStatus
     circuit_state: CircuitState
     latency_p50_ms: float | None
@@ -67,11 +68,20 @@ class ConnectionHealthEntry:
     checked_at: datetime | None
     next_probe_at: datetime | None
 
+    @strawberry.field(
+        description="The connection (its configuration is the connections area's data). "
+        "Requires `connections:read`.",
+        extensions=requires(Scope.CONNECTIONS_READ),
+    )
+    def connection(self) -> IntegrationConnection | None:
+        return IntegrationConnection.from_row(self.row)
+
     @classmethod
     def from_view(cls, view: domain.ConnectionHealthView) -> ConnectionHealthEntry:
         h = view.health
         return cls(
-            connection=IntegrationConnection.from_row(view.connection),
+            connection_id=strawberry.ID(view.connection.id),
+            row=view.connection,
             status=h.status,
             circuit_state=h.circuit_state,
             latency_p50_ms=h.latency_p50_ms,
@@ -101,7 +111,10 @@ class ProviderHealth:
     error_rate: float = strawberry.field(description="The mean of its connections' rates.")
     checked_at: datetime | None
 
-    @strawberry.field
+    @strawberry.field(
+        description="The provider definition. Requires `providers:read`.",
+        extensions=requires(Scope.PROVIDERS_READ),
+    )
     async def provider(self, info: Info) -> Provider | None:
         row = await info.context.loaders.by_id(ProviderRow).load(str(self.provider_id))
         return None if row is None else Provider.from_row(row)
@@ -333,7 +346,10 @@ class HealthChange:
     )
     loaders: strawberry.Private[Loaders | None] = None
 
-    @strawberry.field
+    @strawberry.field(
+        description="The connection. Requires `connections:read`.",
+        extensions=requires(Scope.CONNECTIONS_READ),
+    )
     async def connection(self, info: Info) -> IntegrationConnection | None:
         return await _connection(self.loaders, info, str(self.connection_id))
 

@@ -22,7 +22,9 @@ and writes nothing. In order:
 Before all of these, text holding the NUL character (U+0000), in a variable (strings and
 object keys, at any depth, JSON scalars included) or in a string literal of the document, is
 refused with ``NUL_CHARACTER`` and ``extensions.path``: no text of this API can hold it, and
-PostgreSQL can store it in neither ``text`` nor ``jsonb``.
+PostgreSQL can store it in neither ``text`` nor ``jsonb``; a variable holding a lone UTF-16
+surrogate (``"\\ud800"``, which arrives over WebSockets; HTTP bodies are refused before) is
+refused with ``INVALID_UNICODE``.
 
 Subscription caps live in ``StudioTransportWSHandler``: a ``subscribe`` beyond
 ``STUDIO_MAX_SUBSCRIPTIONS_PER_CONNECTION`` live operations on its socket, or beyond
@@ -74,7 +76,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Subscr
 from strawberry.types.graphql import OperationType
 
 from studio_integrations.auth.limits import Budget, RateDecision, token_fingerprint
-from studio_integrations.domain.validation import find_nul
+from studio_integrations.domain.validation import find_lone_surrogate, find_nul
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -321,6 +323,15 @@ class OperationLimits(SchemaExtension):
                 f"{nul_path} contains the NUL character (U+0000), which no text here may hold",
                 "NUL_CHARACTER",
                 path=nul_path,
+            )
+        # (the parser itself refuses lone surrogates in the document's own literals)
+        surrogate_path = find_lone_surrogate(execution.variables, "variables")
+        if surrogate_path is not None:
+            raise limit_error(
+                f"{surrogate_path} holds a lone UTF-16 surrogate (U+D800-U+DFFF), which is "
+                "not text",
+                "INVALID_UNICODE",
+                path=surrogate_path,
             )
         cost = estimate_cost(schema, document, execution.operation_name, execution.variables)
         if cost.total > settings.max_query_cost:

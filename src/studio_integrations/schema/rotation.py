@@ -135,6 +135,11 @@ class CredentialExpiryAlert:
 @strawberry.input
 class RotateCredentialInput:
     credential_id: strawberry.ID
+    expires_at: datetime | None = strawberry.field(
+        default=None,
+        description="When the new version expires (in the future). Without it: the vault "
+        "version's expiry, else the previous version's lifetime from now.",
+    )
 
 
 @strawberry.type
