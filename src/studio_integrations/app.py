@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -28,14 +29,17 @@ from studio_integrations.auth.gateway import (
 from studio_integrations.auth.limits import RequestGuard, graphql_error_response
 from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
-from studio_integrations.events.trace import trace_id_from
+from studio_integrations.events.trace import current_trace_id
 from studio_integrations.inbound import inbound_webhook
+from studio_integrations.rest.metrics import METRICS_PATH, metrics_endpoint
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.limits import StudioTransportWSHandler
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
+from studio_integrations.telemetry.asgi import RequestTelemetry
+from studio_integrations.telemetry.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
             request=request,
             response=response,
             services=self.services,
-            trace_id=trace_id_from(request.headers.get("traceparent")),
+            trace_id=current_trace_id(),
             principal=getattr(request.state, PRINCIPAL_STATE, None),
         )
 
@@ -93,6 +97,7 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
     settings = settings or Settings()
+    configure_tracing()  # before the engine and HTTP client are made: they get instrumented
     services = services or Services.build(settings)
     graphql_app = StudioGraphQL(
         services,
@@ -156,8 +161,21 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             WebSocketRoute("/graphql", gateway),
             # Providers authenticate by signature, not by bearer token (see ``inbound``).
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),
-        ],
+        ]
+        + (
+            [Route(METRICS_PATH, metrics_endpoint(services), methods=["GET"])]
+            if settings.metrics_enabled
+            else []
+        ),
         lifespan=lifespan,
+        middleware=[
+            # Outermost: every request gets its trace, a metric sample and a log line.
+            Middleware(
+                RequestTelemetry,
+                principal_state=PRINCIPAL_STATE,
+                tenant_labels=settings.metrics_tenant_labels,
+            ),
+        ],
     )
     app.state.services = services
     return app

@@ -26,6 +26,7 @@ from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
+from studio_integrations.telemetry.tracing import instrument_client
 from studio_integrations.vault.base import SecretStore
 from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.health_prober import HealthProber
@@ -46,13 +47,15 @@ OUTBOUND_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50
 
 
 def outbound_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         timeout=OUTBOUND_TIMEOUT,
         limits=OUTBOUND_LIMITS,
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": "studio-integrations"},
     )
+    instrument_client(client)  # client spans, when tracing is on
+    return client
 
 
 @dataclass

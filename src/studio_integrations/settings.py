@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
 
+    # Observability (README "Observability"). OpenTelemetry is configured by the standard
+    # OTEL_* variables. ``/metrics`` is served unless turned off; with a token it needs
+    # ``Authorization: Bearer <token>``. Tenant labels multiply series: off by default.
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+    metrics_tenant_labels: bool = False
+    trace_url_template: str | None = None
+
     # Abuse limits (see auth/limits.py and schema/limits.py). A per-minute budget of 0 turns
     # that budget off. Production mode turns introspection and GraphiQL off unless set.
     environment: Literal["development", "production"] = "development"

@@ -105,6 +105,7 @@ from studio_integrations.persistence.models import (
 from studio_integrations.persistence.repository import TenantRepository
 from studio_integrations.persistence.rotations import RotationRepository
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry import metrics
 from studio_integrations.vault.base import (
     SecretNotFound,
     SecretProperties,
@@ -214,6 +215,7 @@ async def _fail(
     """FAILED with ``CredentialRotationFailed``. ``category`` raises an ``IntegrationFailure``
     for failures no run recorded (runs raise their own)."""
     rotation.status = RotationStatus.FAILED
+    metrics.ROTATIONS.labels(RotationStatus.FAILED.value).inc()
     rotation.failure_reason = reason
     rotation.finished_at = now
     rotation.lease_until = None
@@ -483,6 +485,7 @@ async def _finish(
                 else None
             )
             rotation.status = RotationStatus.PROMOTED
+            metrics.ROTATIONS.labels(RotationStatus.PROMOTED.value).inc()
             rotation.finished_at = now
             rotation.lease_until = None
             await session.flush()

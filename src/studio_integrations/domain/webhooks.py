@@ -511,6 +511,7 @@ class WebhookFanout:
                     payload=payload,
                     headers={},
                     next_attempt_at=now,
+                    trace_id=envelope.trace_id,  # its sends join the event's trace
                 )
             )
             added += 1

@@ -183,6 +183,10 @@ class FanoutHub:
         channel = self._channels.get(tenant_id)
         return len(channel.subscribers) if channel and channel.ready.is_set() else 0
 
+    def cohorts(self) -> int:
+        """Fan-out groups in this process (for metrics)."""
+        return len(self._channels)
+
     def queue_sizes(self) -> list[int]:
         return [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
 

@@ -21,6 +21,7 @@ from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import OutboxMessage
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,9 @@ class OutboxRelay:
                     await self._bus.publish(row.tenant_id, row.payload)
                     if self._sinks:
                         envelope = EventEnvelope.from_json(row.payload)
-                        for sink in self._sinks:
-                            await sink(session, envelope)
+                        with span("outbox.fanout", trace_id=envelope.trace_id):
+                            for sink in self._sinks:
+                                await sink(session, envelope)
                 except Exception as exc:
                     row.attempts += 1
                     row.last_error = str(exc)[:1000]

@@ -51,6 +51,8 @@ from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import WebhookDelivery, WebhookSubscription
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry import metrics
+from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore, parse_secret_ref
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,17 @@ class WebhookDispatcher:
             DeliveryStatus.RETRYING,
         ):
             return
+        attributes = {"studio.event_type": delivery.event_type, "studio.delivery_id": delivery.id}
+        # The send continues the trace of the event the delivery carries.
+        with (
+            span("webhook.send", attributes, trace_id=delivery.trace_id),
+            metrics.DISPATCH_IN_FLIGHT.track_inprogress(),
+        ):
+            await self._send(claim, delivery, subscription)
+
+    async def _send(
+        self, claim: _Claim, delivery: WebhookDelivery, subscription: WebhookSubscription | None
+    ) -> None:
         if subscription is None or not subscription.active:
             reason = (
                 "the subscription was deleted"
@@ -203,6 +216,8 @@ class WebhookDispatcher:
             return
         result = await self._attempt(delivery, subscription)
         self.attempts += 1
+        outcome = result.category.value if result.status is None and result.category else None
+        metrics.DISPATCH_ATTEMPTS.labels(outcome or metrics.status_class(result.status)).inc()
         url = _safe_url(subscription.endpoint_url)
         await self._record(
             claim,
