@@ -191,7 +191,18 @@ class HealthProber:
             outcome = failed_outcome(
                 FailureCategory.TIMEOUT, f"the probe did not finish within {self.timeout:g} s"
             )
-        metrics.PROBE_RESULTS.labels(outcome.category.value if outcome.category else "ok").inc()
+        result = outcome.category.value if outcome.category else "ok"
+        metrics.PROBE_RESULTS.labels(result).inc()
+        log.info(
+            "health probe",
+            extra={
+                "tenant": claim.tenant_id,
+                "connection_id": claim.connection_id,
+                "status": outcome.status,
+                "outcome": result,
+                "latency_ms": outcome.latency_ms,
+            },
+        )
         async with self._db.transaction(scope, background=True) as session:
             await record_run(
                 session,

@@ -217,7 +217,9 @@ class WebhookDispatcher:
         result = await self._attempt(delivery, subscription)
         self.attempts += 1
         outcome = result.category.value if result.status is None and result.category else None
-        metrics.DISPATCH_ATTEMPTS.labels(outcome or metrics.status_class(result.status)).inc()
+        outcome = outcome or metrics.status_class(result.status)
+        metrics.DISPATCH_ATTEMPTS.labels(outcome).inc()
+        log.info("webhook attempt", extra=_attempt_fields(delivery, result, outcome))
         url = _safe_url(subscription.endpoint_url)
         await self._record(
             claim,
@@ -323,6 +325,22 @@ class WebhookDispatcher:
             category=category,
             retry_after=retry_after,
         )
+
+
+def _attempt_fields(
+    delivery: WebhookDelivery, result: domain.AttemptResult, outcome: str
+) -> dict[str, object]:
+    """The log line of one attempt: ids, status and outcome; never the URL (its query may
+    carry a token), the payload or the answer."""
+    return {
+        "tenant": delivery.tenant_id,
+        "delivery_id": delivery.id,
+        "event_type": delivery.event_type,
+        "attempt": delivery.attempt_count + 1,
+        "status": result.status,
+        "outcome": outcome,
+        "latency_ms": result.latency_ms,
+    }
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
