@@ -10,6 +10,7 @@ from typing import Any, cast
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -95,6 +96,37 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
         return cast(UnsetType, UNSET)
 
 
+# What a browser on an allowed origin may send and read (the Studio on another origin).
+CORS_ALLOWED_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Idempotency-Key",
+    "traceparent",
+    "tracestate",
+)
+CORS_EXPOSED_HEADERS = ("Retry-After", "WWW-Authenticate")
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the HTTP API from ``STUDIO_ALLOWED_ORIGINS`` (the WebSocket origin check
+    uses the same list). None configured: no CORS headers, same-origin only. Bearer tokens
+    travel in ``Authorization``, never cookies, so credentials stay off."""
+    if not settings.allowed_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_ALLOWED_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            allow_credentials=False,
+            max_age=600,
+        )
+    ]
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
     settings = settings or Settings()
     configure_tracing()  # before the engine and HTTP client are made: they get instrumented
@@ -175,6 +207,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 principal_state=PRINCIPAL_STATE,
                 tenant_labels=settings.metrics_tenant_labels,
             ),
+            *_cors(settings),
         ],
     )
     app.state.services = services

@@ -365,7 +365,7 @@ class OperationLimits(SchemaExtension):
         decision: RateDecision = await context.services.rate_limiter.take(budgets, units)
         if decision.allowed:
             return
-        metrics.RATE_LIMIT_REFUSALS.labels(f"{what}.{decision.refused_by}").inc()
+        metrics.RATE_LIMIT_REFUSALS.labels(f"{what.replace(' ', '_')}.{decision.refused_by}").inc()
         retry_after = decision.retry_after_seconds
         response = context.response
         if isinstance(response, Response) and not isinstance(context.request, WebSocket):

@@ -132,4 +132,6 @@ def _route_label(scope: Scope) -> str:
     """The route template (never the path: it can carry ids), else ``unmatched``."""
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return f"{scope.get('method', '')} {path}" if isinstance(path, str) else "unmatched"
+    if isinstance(path, str):
+        return f"{scope.get('method', '')} {path}"
+    return "OPTIONS preflight" if scope.get("method") == "OPTIONS" else "unmatched"
