@@ -263,6 +263,7 @@ async def _record(
         headers=headers,
         attempt_count=1,
         finished_at=received_at,
+        trace_id=current_trace_id(),
     )
     session.add(delivery)
     await session.flush()

@@ -12,6 +12,8 @@ import studio_integrations.schema.enums  # noqa: F401  (registers the enums)
 from studio_integrations.domain.enums import ActorKind
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
+from studio_integrations.schema.context import Info
+from studio_integrations.schema.observability import TRACE_URL_DOC, trace_url
 from studio_integrations.schema.relay import Connection, Node
 
 
@@ -37,6 +39,10 @@ class AuditEvent(Node):
     trace_id: str
     subject: EventSubject
     data: JSON
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @classmethod
     def from_row(cls, row: AuditEventRow) -> AuditEvent:

@@ -31,6 +31,7 @@ from studio_integrations.persistence.models import WebhookDelivery as DeliveryRo
 from studio_integrations.resolvers.loaders import Loaders
 from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
+from studio_integrations.schema.observability import TRACE_ID_DOC, TRACE_URL_DOC, trace_url
 from studio_integrations.schema.providers import Provider
 from studio_integrations.schema.relay import Connection, Node
 
@@ -175,6 +176,11 @@ class IntegrationFailure(Node):
         description="The originating webhook delivery, for delivery failures."
     )
     loaders: strawberry.Private[Loaders | None] = None
+    trace_id: str | None = strawberry.field(default=None, description=TRACE_ID_DOC)
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @strawberry.field(
         description="The connection that failed. Requires `connections:read`.",
@@ -225,6 +231,7 @@ class IntegrationFailure(Node):
             connection_id=strawberry.ID(row.connection_id) if row.connection_id else None,
             run_id=strawberry.ID(row.run_id) if row.run_id else None,
             delivery_id=strawberry.ID(row.delivery_id) if row.delivery_id else None,
+            trace_id=row.trace_id,
         )
 
     @classmethod
@@ -245,6 +252,7 @@ class IntegrationFailure(Node):
             run_id=_id(data.get("runId")),
             delivery_id=_id(data.get("deliveryId")),
             loaders=loaders,
+            trace_id=env.trace_id,
         )
 
 
@@ -320,6 +328,10 @@ class HealthChange:
     occurred_at: datetime
     trace_id: str
     loaders: strawberry.Private[Loaders | None] = None
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @strawberry.field
     async def connection(self, info: Info) -> IntegrationConnection | None:

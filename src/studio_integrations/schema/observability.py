@@ -66,3 +66,18 @@ def _safe(read: Any) -> str | None:
     except Exception:
         return None
     return value if isinstance(value, str) else None
+
+
+TRACE_ID_DOC = "The W3C trace id of the work that produced this (the request's, or a worker's)."
+TRACE_URL_DOC = (
+    "A link to the trace in the observability tool (`STUDIO_TRACE_URL_TEMPLATE`); null when "
+    "no template is configured or there is no trace id."
+)
+
+
+def trace_url(info: Any, trace_id: str | None) -> str | None:
+    """``STUDIO_TRACE_URL_TEMPLATE`` with ``{traceId}`` filled in."""
+    template: str | None = info.context.services.settings.trace_url_template
+    if not template or not trace_id:
+        return None
+    return template.replace("{traceId}", trace_id)
