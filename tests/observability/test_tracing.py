@@ -7,14 +7,17 @@ from typing import Any
 
 import httpx
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from studio_integrations.app import create_app
+from studio_integrations.settings import Settings
+from studio_integrations.telemetry.tracing import install_tracer_provider
 from tests.conftest import TokenFactory
 from tests.fakes.receiver import WebhookReceiver
-from tests.observability.conftest import GatedExporter
 from tests.providers.conftest import REGISTER_PROVIDER, provider_input
 from tests.support.graphql import gql
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, serve
 from tests.webhooks.conftest import create_subscription, eventually
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -45,7 +48,7 @@ async def test_a_mutation_is_one_trace_down_to_its_webhook_delivery(
     http: httpx.AsyncClient,
     make_token: TokenFactory,
     receiver: WebhookReceiver,
-    spans: GatedExporter,
+    spans: InMemorySpanExporter,
 ) -> None:
     token = make_token(tenant="acme", scopes="all")
     await create_subscription(http, token, receiver.url, eventType="ProviderRegistered")
@@ -112,3 +115,30 @@ async def test_a_mutation_is_one_trace_down_to_its_webhook_delivery(
         token=token,
     )
     assert [n["traceId"] for n in audit["data"]["auditEvents"]["nodes"]] == [TRACE_ID]
+
+
+async def test_with_tracing_off_the_trace_still_reaches_the_receiver(
+    settings: Settings,
+    make_token: TokenFactory,
+    receiver: WebhookReceiver,
+    spans: InMemorySpanExporter,
+) -> None:
+    install_tracer_provider(None)  # as in production without OTEL_* set
+    async with (
+        serve(create_app(settings)) as live,
+        httpx.AsyncClient(base_url=live.url) as http,
+    ):
+        token = make_token(tenant="acme", scopes="all")
+        await create_subscription(http, token, receiver.url, eventType="ProviderRegistered")
+        body = await gql(
+            http,
+            REGISTER_PROVIDER,
+            {"input": provider_input()},
+            token=token,
+            headers={"traceparent": TRACEPARENT},
+        )
+        assert body["data"]["registerProvider"]["userErrors"] == []
+        [seen] = await receiver.wait_for(1)
+    _version, trace_id, parent_span, _flags = seen.headers["traceparent"].split("-")
+    assert trace_id == TRACE_ID and parent_span != CALLER_SPAN
+    assert spans.get_finished_spans() == ()

@@ -63,12 +63,16 @@ class RequestTelemetry:
         self._tenant_labels = tenant_labels
         self._inner = app
         self.app: ASGIApp = self._measure
-        if tracing.tracing_active():
+        provider = tracing.installed_provider()
+        if provider is not None:
             from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
             # No spans per ASGI message: one server span per request (or socket).
             self.app = OpenTelemetryMiddleware(
-                self._measure, exclude_spans=["receive", "send"], excluded_urls="healthz,readyz"
+                self._measure,
+                exclude_spans=["receive", "send"],
+                excluded_urls="healthz,readyz,metrics",
+                tracer_provider=provider,
             )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

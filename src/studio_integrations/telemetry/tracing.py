@@ -18,24 +18,37 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import (
     NonRecordingSpan,
-    ProxyTracerProvider,
     Span,
     SpanContext,
     SpanKind,
     TraceFlags,
+    Tracer,
+    TracerProvider,
 )
 
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "studio_integrations"
-_tracer = trace.get_tracer(TRACER_NAME)
-_configured = False
+
+
+@dataclass
+class _Installed:
+    """The tracer provider the service records with (None: tracing off). Passed explicitly to
+    the instrumentations instead of relying on OpenTelemetry's set-once global, so a test can
+    install one and take it away again."""
+
+    provider: TracerProvider | None = None
+    tracer: Tracer | None = None
+
+
+_installed = _Installed()
 
 AttributeValue = str | bool | int | float
 
@@ -49,18 +62,23 @@ def _hex(value: int, width: int) -> str:
 
 
 def tracing_active() -> bool:
-    """True when a real (SDK) tracer provider is installed, i.e. spans are recorded."""
-    provider = trace.get_tracer_provider()
-    return not isinstance(provider, ProxyTracerProvider | trace.NoOpTracerProvider)
+    """True when a tracer provider is installed, i.e. spans are recorded."""
+    return _installed.tracer is not None
+
+
+def install_tracer_provider(provider: TracerProvider | None) -> None:
+    """Record spans with ``provider`` from now on (None: stop). Apps and services built
+    while one is installed are instrumented with it."""
+    _installed.provider = provider
+    _installed.tracer = provider.get_tracer(TRACER_NAME) if provider is not None else None
 
 
 def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     """Install the SDK tracer provider with an OTLP (or console) exporter when the standard
     ``OTEL_*`` variables ask for one; once per process. Returns whether tracing is on."""
-    global _configured
     env = os.environ if environ is None else environ
-    if _configured or tracing_active():
-        return tracing_active()
+    if tracing_active():
+        return True
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     exporter_name = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
@@ -89,8 +107,8 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", TRACER_NAME)})
     provider = TracerProvider(resource=resource, sampler=studio_sampler())
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    _configured = True
+    install_tracer_provider(provider)
+    trace.set_tracer_provider(provider)  # for any other OpenTelemetry-aware library
     log.info("OpenTelemetry tracing on (exporter %s)", exporter_name or "otlp")
     return True
 
@@ -169,8 +187,9 @@ def span(
     trace, else ``trace_id``, else a new one), so trace ids stay consistent within the block.
     """
     parent = _parent_of(trace_id)
-    if tracing_active():
-        with _tracer.start_as_current_span(
+    tracer = _installed.tracer
+    if tracer is not None:
+        with tracer.start_as_current_span(
             name, context=parent, kind=kind, attributes=dict(attributes or {})
         ) as current:
             yield current
@@ -236,23 +255,28 @@ def request_context(headers: Mapping[str, str]) -> Iterator[None]:
 
 def instrument_engine(sync_engine: Any) -> None:
     """Database spans (one per statement) for an engine, when tracing is on."""
-    if not tracing_active():
+    tracer = _installed.tracer
+    if tracer is None:
         return
     from opentelemetry import metrics
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
     meter = metrics.get_meter(TRACER_NAME)
     usage = meter.create_up_down_counter("db.client.connections.usage", unit="connections")
-    EngineTracer(_tracer, sync_engine, usage)  # type: ignore[no-untyped-call]
+    EngineTracer(tracer, sync_engine, usage)  # type: ignore[no-untyped-call]
 
 
 def instrument_client(client: Any) -> None:
     """Client spans for an outbound ``httpx.AsyncClient``, when tracing is on."""
-    if not tracing_active():
+    if _installed.provider is None:
         return
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    HTTPXClientInstrumentor.instrument_client(client)
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_installed.provider)
+
+
+def installed_provider() -> TracerProvider | None:
+    return _installed.provider
 
 
 def record_error(current: Span, error: BaseException | str) -> None:
