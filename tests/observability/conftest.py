@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from studio_integrations.telemetry.tracing import install_tracer_provider, studio_sampler
+from tests.fakes.provider import FakeProvider
 from tests.fakes.receiver import WebhookReceiver
 
 
@@ -33,4 +34,11 @@ def spans() -> Iterator[InMemorySpanExporter]:
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     fake = WebhookReceiver()
     async with fake.running() as running:
+        yield running
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    provider = FakeProvider()
+    async with provider.running() as running:
         yield running

@@ -13,6 +13,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from studio_integrations.app import create_app
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory, make_settings
+from tests.connections.conftest import (
+    ESTABLISH,
+    GOOD_KEY,
+    VERIFY_PATH,
+    establish_input,
+    ok,
+    register_fake_provider,
+    register_secret_credential,
+)
+from tests.fakes.provider import FakeProvider
+from tests.fakes.provider import Reply as ProviderReply
 from tests.fakes.receiver import Reply, WebhookReceiver
 from tests.providers.conftest import REGISTER_PROVIDER, provider_input
 from tests.support.backends import Backend
@@ -160,3 +171,27 @@ async def test_a_metrics_token_protects_the_route(backend: Backend, tmp_path: Pa
     off = make_settings(backend, tmp_path, metrics_enabled=False)
     async with serve(create_app(off)) as live, httpx.AsyncClient(base_url=live.url) as http:
         assert (await http.get("/metrics")).status_code == 404
+
+
+async def test_probes_are_counted_by_outcome(
+    backend: Backend, tmp_path: Path, make_token: TokenFactory, fake: FakeProvider
+) -> None:
+    settings = make_settings(backend, tmp_path, probe_interval_seconds=0.5)
+    token = make_token(tenant="acme")
+    fake.require_key(VERIFY_PATH, {GOOD_KEY})
+    fake.on(VERIFY_PATH, ProviderReply(status=200, json={"ok": True}))
+    async with serve(create_app(settings)) as live, httpx.AsyncClient(base_url=live.url) as http:
+        provider_id = await register_fake_provider(http, token, fake.base_url)
+        credential_id = await register_secret_credential(http, token, live.services.vault)
+        before = await scrape(http)
+        await ok(http, ESTABLISH, {"input": establish_input(provider_id, credential_id)}, token)
+
+        async def probed() -> Samples | None:
+            samples = await scrape(http)
+            moved = value(samples, "studio_probe_results_total", outcome="ok") > value(
+                before, "studio_probe_results_total", outcome="ok"
+            )
+            return samples if moved else None
+
+        after = await eventually(probed, what="a counted probe")
+    assert value(after, "studio_circuits", state="CLOSED") >= 1

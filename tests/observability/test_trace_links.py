@@ -3,7 +3,6 @@ that caused them, and ``traceUrl`` from STUDIO_TRACE_URL_TEMPLATE."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,13 +55,6 @@ query {
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path) -> Settings:
     return make_settings(backend, tmp_path, trace_url_template=TEMPLATE)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = FakeProvider()
-    async with provider.running() as running:
-        yield running
 
 
 async def test_a_failed_test_run_links_its_run_failure_delivery_and_event(
