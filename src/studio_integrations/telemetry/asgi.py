@@ -22,6 +22,8 @@ from studio_integrations.telemetry import metrics, tracing
 RECORD_STATE = "studio.telemetry"
 log = logging.getLogger("studio_integrations.request")
 
+# What ``request_context`` reads when tracing is off (W3C Trace Context and Baggage).
+TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 # Routes that are not API traffic: not measured, not logged (probes and scrapes).
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -82,7 +84,11 @@ class RequestTelemetry:
         await self.app(scope, receive, send)
 
     async def _measure(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope["headers"]
+            if k in TRACE_HEADERS
+        }
         with tracing.request_context(headers):
             if scope["type"] != "http" or scope["path"] in QUIET_PATHS:
                 await self._inner(scope, receive, send)

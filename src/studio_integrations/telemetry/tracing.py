@@ -108,7 +108,6 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     provider = TracerProvider(resource=resource, sampler=studio_sampler())
     provider.add_span_processor(BatchSpanProcessor(exporter))
     install_tracer_provider(provider)
-    trace.set_tracer_provider(provider)  # for any other OpenTelemetry-aware library
     log.info("OpenTelemetry tracing on (exporter %s)", exporter_name or "otlp")
     return True
 
