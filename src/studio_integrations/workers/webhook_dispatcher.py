@@ -52,7 +52,7 @@ from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import WebhookDelivery, WebhookSubscription
 from studio_integrations.persistence.types import utcnow
 from studio_integrations.telemetry import metrics
-from studio_integrations.telemetry.tracing import span
+from studio_integrations.telemetry.tracing import current_trace_id, span
 from studio_integrations.vault.base import SecretStore, parse_secret_ref
 
 log = logging.getLogger(__name__)
@@ -403,7 +403,7 @@ class DeliveryFeed:
             tenant_id=row.tenant_id,
             occurred_at=utcnow(),
             actor=SYSTEM_ACTOR,
-            trace_id="0" * 32,
+            trace_id=current_trace_id(),  # the send's trace (the event's)
             subject=EventSubject(type="WebhookDelivery", id=row.id),
             data={
                 "status": row.status.value,
