@@ -26,6 +26,7 @@ from tests.fakes.provider import FakeProvider
 from tests.fakes.provider import Reply as ProviderReply
 from tests.fakes.receiver import Reply, WebhookReceiver
 from tests.providers.conftest import REGISTER_PROVIDER, provider_input
+from tests.rotation.conftest import register_credential, rotate
 from tests.support.backends import Backend
 from tests.support.gqlws import subscribe
 from tests.support.graphql import error_codes, gql
@@ -195,3 +196,20 @@ async def test_probes_are_counted_by_outcome(
 
         after = await eventually(probed, what="a counted probe")
     assert value(after, "studio_circuits", state="CLOSED") >= 1
+
+
+async def test_rotation_outcomes_are_counted(
+    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    token = make_token(tenant="acme")
+    credential_id, _version = await register_credential(
+        http, token, server.services.vault, "metrics-secret", "seed", strategy="GENERATED"
+    )
+    before = await scrape(http)
+    # GENERATED with no connection to verify: promoted at once.
+    payload = await rotate(http, token, credential_id)
+    assert payload["rotation"]["status"] == "PROMOTED"
+    after = await scrape(http)
+    assert value(after, "studio_rotations_total", outcome="PROMOTED") == (
+        value(before, "studio_rotations_total", outcome="PROMOTED") + 1
+    )
