@@ -10,6 +10,7 @@ from typing import Any, cast
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -33,14 +34,17 @@ from studio_integrations.auth.limits import (
 )
 from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
-from studio_integrations.events.trace import trace_id_from
+from studio_integrations.events.trace import current_trace_id
 from studio_integrations.inbound import inbound_webhook, recorder_of
+from studio_integrations.rest.metrics import METRICS_PATH, metrics_endpoint
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.cohorts import CohortTransportWSHandler
+from studio_integrations.telemetry.asgi import RequestTelemetry
+from studio_integrations.telemetry.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,7 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
             request=request,
             response=response,
             services=self.services,
-            trace_id=trace_id_from(request.headers.get("traceparent")),
+            trace_id=current_trace_id(),
             principal=getattr(request.state, PRINCIPAL_STATE, None),
         )
 
@@ -97,8 +101,40 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
         return cast(UnsetType, UNSET)
 
 
+# What a browser on an allowed origin may send and read (the Studio on another origin).
+CORS_ALLOWED_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Idempotency-Key",
+    "traceparent",
+    "tracestate",
+)
+CORS_EXPOSED_HEADERS = ("Retry-After", "WWW-Authenticate")
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """CORS for the HTTP API from ``STUDIO_ALLOWED_ORIGINS`` (the WebSocket origin check
+    uses the same list). None configured: no CORS headers, same-origin only. Bearer tokens
+    travel in ``Authorization``, never cookies, so credentials stay off."""
+    if not settings.allowed_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=list(CORS_ALLOWED_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            allow_credentials=False,
+            max_age=600,
+        )
+    ]
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
     settings = settings or Settings()
+    configure_tracing()  # before the engine and HTTP client are made: they get instrumented
     services = services or Services.build(settings)
     graphql_app = StudioGraphQL(
         services,
@@ -163,9 +199,23 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             WebSocketRoute("/graphql", gateway),
             # Providers authenticate by signature, not by bearer token (see ``inbound``).
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),
-        ],
+        ]
+        + (
+            [Route(METRICS_PATH, metrics_endpoint(services), methods=["GET"])]
+            if settings.metrics_enabled
+            else []
+        ),
         lifespan=lifespan,
-        middleware=[Middleware(HeaderSizeLimit, max_header_bytes=settings.max_header_bytes)],
+        middleware=[
+            # Outermost: every request gets its trace, a metric sample and a log line.
+            Middleware(
+                RequestTelemetry,
+                principal_state=PRINCIPAL_STATE,
+                tenant_labels=settings.metrics_tenant_labels,
+            ),
+            Middleware(HeaderSizeLimit, max_header_bytes=settings.max_header_bytes),
+            *_cors(settings),
+        ],
     )
     app.state.services = services
     return app

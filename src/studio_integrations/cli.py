@@ -25,6 +25,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        access_log=False,  # the request middleware logs each request (with its trace)
         proxy_headers=True,
         ws="websockets-sansio",
         ws_max_size=1024 * 1024,

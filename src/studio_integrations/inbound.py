@@ -57,7 +57,7 @@ from studio_integrations.domain.signing import Verdict, verify
 from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.events.trace import trace_id_from
+from studio_integrations.events.trace import current_trace_id
 from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
@@ -260,7 +260,7 @@ async def inbound_webhook(request: Request) -> JSONResponse:
     ctx = ActionContext(
         tenant_id=connection.tenant_id,
         actor=Actor(subject=connection.id, kind=ActorKind.SERVICE, name=connection.name),
-        trace_id=trace_id_from(headers.get("traceparent")),
+        trace_id=current_trace_id(),
     )
     kept = {k: headers[k][:MAX_HEADER_CHARS] for k in KEPT_HEADERS if k in headers}
     received = _Body.of(body)
@@ -412,6 +412,7 @@ async def _record(
         headers=headers,
         attempt_count=1,
         finished_at=received_at,
+        trace_id=current_trace_id(),
     )
     session.add(delivery)
     await session.flush()

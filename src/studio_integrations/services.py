@@ -28,6 +28,7 @@ from studio_integrations.events.outbox import WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
+from studio_integrations.telemetry.tracing import instrument_client
 from studio_integrations.vault.base import SecretStore
 from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.health_prober import HealthProber
@@ -55,7 +56,7 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def outbound_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         verify=_tls_context(),
         timeout=OUTBOUND_TIMEOUT,
         limits=OUTBOUND_LIMITS,
@@ -63,6 +64,8 @@ def outbound_client() -> httpx.AsyncClient:
         trust_env=False,
         headers={"User-Agent": "studio-integrations"},
     )
+    instrument_client(client)  # client spans, when tracing is on
+    return client
 
 
 @dataclass

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     workers: Annotated[frozenset[str], NoDecode] = frozenset(WORKERS)
     log_level: str = "INFO"
 
+    # Observability (README "Observability"). OpenTelemetry is configured by the standard
+    # OTEL_* variables. ``/metrics`` is served unless turned off; with a token it needs
+    # ``Authorization: Bearer <token>``. Tenant labels multiply series: off by default.
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+    metrics_tenant_labels: bool = False
+    trace_url_template: str | None = None
+
     # Abuse limits (see auth/limits.py and schema/limits.py). A per-minute budget of 0 turns
     # that budget off. Production mode turns introspection and GraphiQL off unless set.
     environment: Literal["development", "production"] = "development"
@@ -134,6 +142,7 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown workers {unknown}; choose from {', '.join(WORKERS)}")
         return value
+
     @model_validator(mode="after")
     def _production_is_explicit(self) -> Settings:
         """Production never falls back to what the embedded default makes up: dev tokens

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import logging
 import uuid
@@ -26,6 +27,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from studio_integrations.log_config import log_formatter
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Base
 from studio_integrations.services import Services
@@ -105,10 +107,15 @@ def encodings(secret: str) -> set[str]:
 
 
 @contextlib.contextmanager
-def every_logger_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+def every_logger_at_debug(
+    caplog: pytest.LogCaptureFixture, rendered: logging.Handler
+) -> Iterator[None]:
     """caplog sees every record: root at DEBUG, and every existing logger (uvicorn's do not
-    propagate) at DEBUG with caplog's handler attached where it would not reach the root."""
+    propagate) at DEBUG with caplog's handler attached where it would not reach the root.
+    ``rendered`` (the service's JSON lines, extra fields and trace ids included) sees the
+    same records."""
     caplog.set_level(logging.DEBUG)
+    logging.getLogger().addHandler(rendered)
     names = ["uvicorn", "uvicorn.error", "uvicorn.access", "httpx", "httpcore"]
     names += [n for n in logging.root.manager.loggerDict if n not in names]
     saved: list[tuple[logging.Logger, int, bool]] = []
@@ -119,13 +126,16 @@ def every_logger_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         logger.setLevel(logging.DEBUG)
         if attach:
             logger.addHandler(caplog.handler)
+            logger.addHandler(rendered)
     try:
         yield
     finally:
+        logging.getLogger().removeHandler(rendered)
         for logger, level, attached in saved:
             logger.setLevel(level)
             if attached:
                 logger.removeHandler(caplog.handler)
+                logger.removeHandler(rendered)
 
 
 def canary(kind: str) -> str:
@@ -173,7 +183,10 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
     ]
     bodies: list[Any] = []
     connection_ids: list[str] = []
-    with every_logger_at_debug(caplog):
+    json_lines = io.StringIO()
+    rendered = logging.StreamHandler(json_lines)
+    rendered.setFormatter(log_formatter(json=True))
+    with every_logger_at_debug(caplog, rendered):
         for prefix, mode, secret, extra in setups:
             path = f"/{prefix}/acme-1/me"
             provider_id = await register_fake_provider(
@@ -349,6 +362,22 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
         assert_clean(repr(record.args), f"the arguments of a log record of {record.name}")
         if record.exc_text:
             assert_clean(record.exc_text, f"a traceback logged by {record.name}")
+    # The JSON lines as the service writes them: every record's extra fields (the request
+    # lines' tenant, subject, operation, …) and trace ids rendered.
+    requests = [
+        json.loads(line)
+        for line in json_lines.getvalue().splitlines()
+        if '"event": "request"' in line
+    ]
+    assert requests and all(len(r["trace_id"]) == 32 for r in requests)
+    assert_clean(
+        "\n".join(
+            line
+            for line in json_lines.getvalue().splitlines()
+            if not any(f"{m} {p}" in line for p in fake_paths for m in ("GET", "POST"))
+        ),
+        "the JSON log lines",
+    )
     out, err = capfd.readouterr()
     printed = [
         line

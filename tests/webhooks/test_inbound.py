@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
+from starlette.applications import Starlette
 
 from studio_integrations.domain.enums import DeliveryStatus, FailureCategory, SignatureStatus
 from studio_integrations.domain.signing import generate_secret
@@ -59,7 +60,7 @@ class Inbound:
     connection_id: str
     secret: str
     http: httpx.AsyncClient
-    server: LiveServer | None = None
+    app: Starlette | None = None
 
     @property
     def path(self) -> str:
@@ -79,15 +80,16 @@ class Inbound:
 
     async def post(self, body: bytes, headers: dict[str, str], path: str | None = None) -> Any:
         response = await self.http.post(path or self.path, content=body, headers=headers)
-        if self.server is not None:
+        if self.app is not None:
             # Rejections are recorded after the answer: wait for those records.
-            await recorder_of(self.server.app).drain()
+            await recorder_of(self.app).drain()
         return response
 
 
 async def make_connection(
-    services: Services, http: httpx.AsyncClient, token: str, *, tenant: str = "acme"
+    app: Starlette, http: httpx.AsyncClient, token: str, *, tenant: str = "acme"
 ) -> Inbound:
+    services: Services = app.state.services
     vault = services.vault
     secret = generate_secret()
     await vault.set_secret(f"{tenant}-inbound", secret, tags={"studio-tenant": tenant})
@@ -103,12 +105,12 @@ async def make_connection(
     )
     data = await ok(http, ESTABLISH, {"input": doc}, token)
     assert data["establishConnection"]["userErrors"] == [], data
-    return Inbound(data["establishConnection"]["connection"]["id"], secret, http, server)
+    return Inbound(data["establishConnection"]["connection"]["id"], secret, http, app)
 
 
 @pytest.fixture
-async def inbound(server: LiveServer, http: httpx.AsyncClient, token: str) -> Inbound:
-    return await make_connection(server.services, http, token)
+async def inbound(app: Starlette, http: httpx.AsyncClient, token: str) -> Inbound:
+    return await make_connection(app, http, token)
 
 
 BODY = json.dumps({"type": "timesheet.approved", "data": {"id": 42}}).encode()
@@ -263,9 +265,7 @@ async def test_unknown_foreign_and_retired_connections_answer_like_a_bad_signatu
     make_token: TokenFactory,
     inbound: Inbound,
 ) -> None:
-    globex = await make_connection(
-        server.services, http, make_token(tenant="globex"), tenant="globex"
-    )
+    globex = await make_connection(server.app, http, make_token(tenant="globex"), tenant="globex")
     bad = await inbound.post(BODY.replace(b"42", b"0"), inbound.signed(BODY, "msg_bad"))
     unknown = await inbound.post(
         BODY, inbound.signed(BODY, "m1"), path="/webhooks/inbound/conn_01JD8ZZZZZZZZZZZZZZZZZZZZZ"

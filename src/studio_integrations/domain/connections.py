@@ -420,6 +420,7 @@ async def record_run(
         triggered_by=ctx.actor.subject,
         started_at=started_at,
         finished_at=utcnow(),
+        trace_id=ctx.trace_id,
     )
     session.add(run)
     await session.flush()  # before its attempts (no ORM relationships order them)

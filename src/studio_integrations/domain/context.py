@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from studio_integrations.domain.enums import ActorKind
-from studio_integrations.events.trace import new_trace_id
+from studio_integrations.events.trace import current_trace_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,4 +29,4 @@ class ActionContext:
     @classmethod
     def system(cls, tenant_id: str, trace_id: str | None = None) -> ActionContext:
         """For actions the service takes on its own (workers, schedulers)."""
-        return cls(tenant_id=tenant_id, actor=SYSTEM_ACTOR, trace_id=trace_id or new_trace_id())
+        return cls(tenant_id=tenant_id, actor=SYSTEM_ACTOR, trace_id=trace_id or current_trace_id())

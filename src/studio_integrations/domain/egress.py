@@ -50,6 +50,7 @@ import httpx
 
 from studio_integrations.domain.enums import FailureCategory
 from studio_integrations.errors import StudioError, UserInputError
+from studio_integrations.telemetry.tracing import inject_traceparent
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Resolves (host, port) to IP address strings, as getaddrinfo would; injectable for tests.
@@ -176,6 +177,7 @@ class ResolvedTarget:
         """A request on ``http`` that connects to ``address`` and speaks to the original name."""
         merged = dict(headers or {})
         merged.update(self.headers)
+        inject_traceparent(merged)  # W3C trace context of the current span, to every target
         return http.build_request(
             method,
             self.url,

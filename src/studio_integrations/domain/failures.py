@@ -72,6 +72,7 @@ async def raise_failure(
         escalation_status=EscalationStatus.ESCALATED if escalated else EscalationStatus.OPEN,
         first_seen_at=first_seen or now,
         last_seen_at=now,
+        trace_id=ctx.trace_id,
     )
     session.add(failure)
     await session.flush()

@@ -95,6 +95,7 @@ from studio_integrations.domain.egress import (
 )
 from studio_integrations.domain.enums import AuthMode, FailureCategory
 from studio_integrations.errors import UserInputError
+from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretValue
 
 log = logging.getLogger(__name__)
@@ -715,9 +716,10 @@ class ProviderCaller:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
-            result = await self._attempt(
-                len(attempts) + 1, prepared, min(request.timeout, remaining), rejected
-            )
+            with span("provider.call", {"http.request.method": request.method}):
+                result = await self._attempt(
+                    len(attempts) + 1, prepared, min(request.timeout, remaining), rejected
+                )
             attempt = result.attempt
             attempts.append(attempt)
             category = attempt.category

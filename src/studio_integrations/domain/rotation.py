@@ -108,6 +108,7 @@ from studio_integrations.persistence.models import (
 from studio_integrations.persistence.repository import TenantRepository
 from studio_integrations.persistence.rotations import RotationRepository
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry import metrics
 from studio_integrations.vault.base import (
     SecretNotFound,
     SecretProperties,
@@ -217,6 +218,7 @@ async def _fail(
     """FAILED with ``CredentialRotationFailed``. ``category`` raises an ``IntegrationFailure``
     for failures no run recorded (runs raise their own)."""
     rotation.status = RotationStatus.FAILED
+    metrics.ROTATIONS.labels(RotationStatus.FAILED.value).inc()
     rotation.failure_reason = reason
     rotation.finished_at = now
     rotation.lease_until = None
@@ -483,6 +485,7 @@ async def _finish(
             credential.current_version = rotation.new_version
             credential.last_rotated_at = now
             rotation.status = RotationStatus.PROMOTED
+            metrics.ROTATIONS.labels(RotationStatus.PROMOTED.value).inc()
             rotation.finished_at = now
             rotation.lease_until = None
             await session.flush()

@@ -416,6 +416,7 @@ async def replay_delivery(
         headers={},
         next_attempt_at=utcnow(),
         replay_of_id=original.id,
+        trace_id=ctx.trace_id,  # the replay's sends join the request that asked for it
     )
     session.add(replay)
     await session.flush()
@@ -511,6 +512,7 @@ class WebhookFanout:
                     payload=payload,
                     headers={},
                     next_attempt_at=now,
+                    trace_id=envelope.trace_id,  # its sends join the event's trace
                 )
             )
             added += 1

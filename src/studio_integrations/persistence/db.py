@@ -28,6 +28,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader
 
 from studio_integrations.errors import TenantWriteViolation, UnscopedQueryError
 from studio_integrations.persistence.models import SharedCatalog, TenantScoped
+from studio_integrations.telemetry.tracing import instrument_engine
 
 SCOPE_KEY = "studio.tenant_scope"
 # Marks sessions of background workers, whose statements the statement counter ignores.
@@ -163,6 +164,7 @@ class Database:
         # the outbox relay's wake-up) to code that only sees a session.
         self.session_info: dict[str, Any] = {}
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
+        instrument_engine(self.engine.sync_engine)  # statement spans, when tracing is on
 
     @property
     def dialect(self) -> str:

@@ -245,6 +245,8 @@ class IntegrationRun(TenantScoped, Base):
     triggered_by: Mapped[str | None] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The W3C trace id of the work that made the run (the request's, or a worker's own).
+    trace_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class RunAttempt(TenantScoped, Base):
@@ -327,6 +329,8 @@ class IntegrationFailure(TenantScoped, Base):
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
+    # The trace of the latest occurrence.
+    trace_id: Mapped[str | None] = mapped_column(String(32))
 
 
 # --- Webhooks ----------------------------------------------------------------------------
@@ -401,6 +405,9 @@ class WebhookDelivery(TenantScoped, Timestamps, Base):
     lease_until: Mapped[datetime | None]
     replay_of_id: Mapped[str | None] = _fk("webhook_deliveries.id", nullable=True)
     finished_at: Mapped[datetime | None]
+    # Outbound: the trace of the event it carries (its sends join that trace); inbound: the
+    # receiving request's.
+    trace_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class WebhookDeliveryAttempt(TenantScoped, Base):

@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from studio_integrations.auth.gateway import PRINCIPAL_STATE, GraphQLGateway
 from studio_integrations.auth.scopes import Scope as ScopeName
-from studio_integrations.events.trace import trace_id_from
+from studio_integrations.events.trace import current_trace_id
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema
 from studio_integrations.services import Services
@@ -134,7 +134,7 @@ class RotateEndpoint:
             request=request,
             response=None,
             services=self.services,
-            trace_id=trace_id_from(request.headers.get("traceparent")),
+            trace_id=current_trace_id(),
             principal=principal,
         )
         result = await schema.execute(

@@ -16,6 +16,7 @@ from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.events.replay import event_cursor
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.schema.context import Info
+from studio_integrations.schema.observability import TRACE_URL_DOC, trace_url
 from studio_integrations.schema.relay import Connection, Node
 
 # The cross-area rule for event data: a key carrying another area's data needs that area's
@@ -75,6 +76,10 @@ class AuditEvent(Node):
     def data(self, info: Info) -> JSON:
         scopes = info.context.require_principal().scopes
         return cast(JSON, visible_data(self.raw_data, scopes))
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @classmethod
     def from_row(cls, row: AuditEventRow) -> AuditEvent:

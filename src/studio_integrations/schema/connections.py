@@ -39,6 +39,7 @@ from studio_integrations.persistence.models import RunAttempt as AttemptRow
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, Page, PageRequest
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
+from studio_integrations.schema.observability import TRACE_ID_DOC, TRACE_URL_DOC, trace_url
 from studio_integrations.schema.providers import Provider
 from studio_integrations.schema.relay import Connection, Node
 
@@ -116,6 +117,11 @@ class IntegrationRun(Node):
     triggered_by: str | None
     started_at: datetime
     finished_at: datetime | None
+    trace_id: str | None = strawberry.field(default=None, description=TRACE_ID_DOC)
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @strawberry.field(description="Every attempt, in order.")
     async def attempts(self, info: Info) -> list[RunAttempt]:
@@ -137,6 +143,7 @@ class IntegrationRun(Node):
             error_message=row.error_message,
             rotation_id=strawberry.ID(row.rotation_id) if row.rotation_id else None,
             triggered_by=row.triggered_by,
+            trace_id=row.trace_id,
             started_at=row.started_at,
             finished_at=row.finished_at,
         )

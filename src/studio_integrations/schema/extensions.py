@@ -25,6 +25,7 @@ from strawberry.extensions import (
 
 from studio_integrations.errors import StudioError
 from studio_integrations.schema.limits import OperationLimits
+from studio_integrations.schema.observability import OperationTelemetry
 
 log = logging.getLogger("studio_integrations.errors")
 
@@ -114,6 +115,7 @@ def _with_code(error: GraphQLError) -> GraphQLError:
 
 def schema_extensions() -> list[Callable[[], SchemaExtension]]:
     return [
+        OperationTelemetry,  # first: its span holds parsing, validation and execution
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),

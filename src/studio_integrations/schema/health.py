@@ -32,6 +32,7 @@ from studio_integrations.resolvers.loaders import Loaders
 from studio_integrations.schema.audit import event_cursor_id
 from studio_integrations.schema.connections import IntegrationConnection, IntegrationRun
 from studio_integrations.schema.context import Info
+from studio_integrations.schema.observability import TRACE_ID_DOC, TRACE_URL_DOC, trace_url
 from studio_integrations.schema.providers import Provider
 from studio_integrations.schema.relay import Connection, Node
 
@@ -194,6 +195,11 @@ class IntegrationFailure(Node):
         "subscription from here (null for events not yet published).",
     )
     loaders: strawberry.Private[Loaders | None] = None
+    trace_id: str | None = strawberry.field(default=None, description=TRACE_ID_DOC)
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @strawberry.field(
         description="The connection that failed. Requires `connections:read`.",
@@ -244,6 +250,7 @@ class IntegrationFailure(Node):
             connection_id=strawberry.ID(row.connection_id) if row.connection_id else None,
             run_id=strawberry.ID(row.run_id) if row.run_id else None,
             delivery_id=strawberry.ID(row.delivery_id) if row.delivery_id else None,
+            trace_id=row.trace_id,
         )
 
     @classmethod
@@ -265,6 +272,7 @@ class IntegrationFailure(Node):
             delivery_id=_id(data.get("deliveryId")),
             cursor=event_cursor_id(env.sequence),
             loaders=loaders,
+            trace_id=env.trace_id,
         )
 
 
@@ -345,6 +353,10 @@ class HealthChange:
         "subscription from here (null for events not yet published).",
     )
     loaders: strawberry.Private[Loaders | None] = None
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @strawberry.field(
         description="The connection. Requires `connections:read`.",

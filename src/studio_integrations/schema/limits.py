@@ -77,6 +77,7 @@ from strawberry.types.graphql import OperationType
 
 from studio_integrations.auth.limits import Budget, RateDecision, token_fingerprint
 from studio_integrations.domain.validation import find_lone_surrogate, find_nul
+from studio_integrations.telemetry import metrics
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -375,6 +376,7 @@ class OperationLimits(SchemaExtension):
         decision: RateDecision = await context.services.rate_limiter.take(budgets, units)
         if decision.allowed:
             return
+        metrics.RATE_LIMIT_REFUSALS.labels(f"{what.replace(' ', '_')}.{decision.refused_by}").inc()
         retry_after = decision.retry_after_seconds
         response = context.response
         if isinstance(response, Response) and not isinstance(context.request, WebSocket):

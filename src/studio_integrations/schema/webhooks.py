@@ -33,6 +33,7 @@ from studio_integrations.persistence.models import WebhookSubscription as Subscr
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
+from studio_integrations.schema.observability import TRACE_URL_DOC, trace_url
 from studio_integrations.schema.relay import Connection, Node
 from studio_integrations.settings import Settings
 
@@ -192,6 +193,15 @@ class WebhookDelivery(Node):
     finished_at: datetime | None
     raw_payload: strawberry.Private[str]
     preloaded_attempts: strawberry.Private[list[AttemptRow] | None] = None
+    trace_id: str | None = strawberry.field(
+        default=None,
+        description="Outbound: the trace of the event it carries (its sends join it). "
+        "Inbound: the receiving request's.",
+    )
+
+    @strawberry.field(description=TRACE_URL_DOC)
+    def trace_url(self, info: Info) -> str | None:
+        return trace_url(info, self.trace_id)
 
     @strawberry.field(
         description="The preserved payload (JSON; a body that is not JSON comes as a string). "
@@ -253,6 +263,7 @@ class WebhookDelivery(Node):
             finished_at=row.finished_at,
             raw_payload=row.payload,
             preloaded_attempts=attempts,
+            trace_id=row.trace_id,
         )
 
     @classmethod

@@ -211,6 +211,10 @@ class FanoutHub:
             return 0
         return sum(s.weight for s in channel.subscribers)
 
+    def cohort_count(self) -> int:
+        """Cohorts (identical subscriptions sharing one execution) in this process (metrics)."""
+        return len(self.cohorts)
+
     def queue_sizes(self) -> list[int]:
         hub = [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
         return hub + [m.backlog for c in self.cohorts.values() for m in c.members]

@@ -45,6 +45,8 @@ from studio_integrations.persistence.health import Claim, HealthStateRepository
 from studio_integrations.persistence.models import IntegrationConnection
 from studio_integrations.persistence.repository import TenantRepository
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry import metrics
+from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,8 @@ class HealthProber:
 
     async def _probe_guarded(self, claim: Claim) -> None:
         try:
-            await self.probe(claim)
+            with span("health.probe", {"studio.connection_id": claim.connection_id}):
+                await self.probe(claim)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -188,6 +191,18 @@ class HealthProber:
             outcome = failed_outcome(
                 FailureCategory.TIMEOUT, f"the probe did not finish within {self.timeout:g} s"
             )
+        result = outcome.category.value if outcome.category else "ok"
+        metrics.PROBE_RESULTS.labels(result).inc()
+        log.info(
+            "health probe",
+            extra={
+                "tenant": claim.tenant_id,
+                "connection_id": claim.connection_id,
+                "status": outcome.status,
+                "outcome": result,
+                "latency_ms": outcome.latency_ms,
+            },
+        )
         async with self._db.transaction(scope, background=True) as session:
             await record_run(
                 session,

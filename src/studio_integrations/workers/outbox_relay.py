@@ -38,6 +38,7 @@ from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,10 @@ class OutboxRelay:
                 envelopes = {item.row_id: item.envelope for item in published}
                 now = utcnow()
                 for row in rows:
-                    for sink in self._sinks:
-                        await sink(session, replace(envelopes[row.id], sequence=None))
+                    envelope = envelopes[row.id]
+                    with span("outbox.fanout", trace_id=envelope.trace_id):
+                        for sink in self._sinks:
+                            await sink(session, replace(envelope, sequence=None))
                     row.published_at = now
                     row.lease_until = None
             if refused:

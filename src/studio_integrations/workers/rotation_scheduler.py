@@ -32,6 +32,7 @@ from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.errors import UserInputError
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,16 @@ class RotationScheduler:
             if await domain.recently_failed(self._system(), credential_id, now - self._retry_after):
                 continue
             try:
-                result = await domain.rotate_credential(
-                    TenantSessions(self._db, TenantScope.of(tenant_id)),
-                    ActionContext.system(tenant_id),
-                    vault=self._vault,
-                    caller=self._caller,
-                    credential_id=credential_id,
-                    clock=self.clock,
-                    lease=self._lease,
-                )
+                with span("rotation.scheduled", {"studio.credential_id": credential_id}):
+                    result = await domain.rotate_credential(
+                        TenantSessions(self._db, TenantScope.of(tenant_id)),
+                        ActionContext.system(tenant_id),
+                        vault=self._vault,
+                        caller=self._caller,
+                        credential_id=credential_id,
+                        clock=self.clock,
+                        lease=self._lease,
+                    )
             except UserInputError as exc:  # e.g. ROTATION_IN_PROGRESS on another replica
                 log.info("scheduled rotation of %s skipped: %s", credential_id, exc.code)
                 continue

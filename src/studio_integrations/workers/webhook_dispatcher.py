@@ -51,6 +51,8 @@ from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import WebhookDelivery, WebhookSubscription
 from studio_integrations.persistence.types import utcnow
+from studio_integrations.telemetry import metrics
+from studio_integrations.telemetry.tracing import current_trace_id, span
 from studio_integrations.vault.base import SecretStore, parse_secret_ref
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,17 @@ class WebhookDispatcher:
             DeliveryStatus.RETRYING,
         ):
             return
+        attributes = {"studio.event_type": delivery.event_type, "studio.delivery_id": delivery.id}
+        # The send continues the trace of the event the delivery carries.
+        with (
+            span("webhook.send", attributes, trace_id=delivery.trace_id),
+            metrics.DISPATCH_IN_FLIGHT.track_inprogress(),
+        ):
+            await self._send(claim, delivery, subscription)
+
+    async def _send(
+        self, claim: _Claim, delivery: WebhookDelivery, subscription: WebhookSubscription | None
+    ) -> None:
         if subscription is None or not subscription.active:
             reason = (
                 "the subscription was deleted"
@@ -203,6 +216,10 @@ class WebhookDispatcher:
             return
         result = await self._attempt(delivery, subscription)
         self.attempts += 1
+        outcome = result.category.value if result.status is None and result.category else None
+        outcome = outcome or metrics.status_class(result.status)
+        metrics.DISPATCH_ATTEMPTS.labels(outcome).inc()
+        log.info("webhook attempt", extra=_attempt_fields(delivery, result, outcome))
         url = _safe_url(subscription.endpoint_url)
         await self._record(
             claim,
@@ -310,6 +327,22 @@ class WebhookDispatcher:
         )
 
 
+def _attempt_fields(
+    delivery: WebhookDelivery, result: domain.AttemptResult, outcome: str
+) -> dict[str, object]:
+    """The log line of one attempt: ids, status and outcome; never the URL (its query may
+    carry a token), the payload or the answer."""
+    return {
+        "tenant": delivery.tenant_id,
+        "delivery_id": delivery.id,
+        "event_type": delivery.event_type,
+        "attempt": delivery.attempt_count + 1,
+        "status": result.status,
+        "outcome": outcome,
+        "latency_ms": result.latency_ms,
+    }
+
+
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -370,7 +403,7 @@ class DeliveryFeed:
             tenant_id=row.tenant_id,
             occurred_at=utcnow(),
             actor=SYSTEM_ACTOR,
-            trace_id="0" * 32,
+            trace_id=current_trace_id(),  # the send's trace (the event's)
             subject=EventSubject(type="WebhookDelivery", id=row.id),
             data={
                 "status": row.status.value,

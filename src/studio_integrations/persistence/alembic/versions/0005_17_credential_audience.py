@@ -18,7 +18,7 @@ from alembic import op
 from studio_integrations.persistence.types import JSONDocument
 
 revision: str = "i17_credential_audience"
-down_revision: str | None = "0004"
+down_revision: str | None = "i14_event_sequence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
