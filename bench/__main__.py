@@ -95,4 +95,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    if "--dispatcher" in sys.argv[1:]:
+        from bench import dispatcher
+
+        dispatcher.main([a for a in sys.argv[1:] if a != "--dispatcher"])
+    else:
+        asyncio.run(main())

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
@@ -587,6 +588,67 @@ class AttemptPolicy:
     rng: random.Random
 
 
+IN_FLIGHT = "no outcome recorded yet: the request is in flight, or its sender stopped"
+
+
+def begin_attempt(
+    session: AsyncSession, delivery: WebhookDelivery, *, started_at: datetime, url: str | None
+) -> WebhookDeliveryAttempt:
+    """Record an attempt before its request goes out (in the claim's transaction): a sender
+    killed mid-request leaves it in the egress audit. ``apply_attempt`` completes it."""
+    number = delivery.attempt_count + 1
+    delivery.attempt_count = number
+    attempt = WebhookDeliveryAttempt(
+        id=new_id("WebhookDeliveryAttempt"),
+        tenant_id=delivery.tenant_id,
+        delivery_id=delivery.id,
+        subscription_id=delivery.subscription_id,
+        number=number,
+        attempted_at=started_at,
+        url=url,
+        error=IN_FLIGHT,
+        error_category=FailureCategory.UNKNOWN,
+    )
+    session.add(attempt)
+    return attempt
+
+
+async def release_claims(
+    session: AsyncSession,
+    claims: Sequence[tuple[str, datetime | None, str | None]],
+    *,
+    now: datetime,
+    reason: str,
+) -> None:
+    """Release the leases of abandoned sends (``(delivery id, our lease, attempt id)``) so any
+    dispatcher takes them at once; a lease another dispatcher holds by now is left alone. The
+    attempts stay in the audit with ``reason``."""
+    ids = [c[0] for c in claims]
+    ours = {c[0]: c[1] for c in claims}
+    rows = (
+        await session.execute(
+            select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).with_for_update()
+        )
+    ).scalars()
+    for row in rows:
+        if row.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING) and (
+            row.lease_until == ours[row.id]
+        ):
+            row.lease_until = None
+            row.next_attempt_at = min(row.next_attempt_at or now, now)
+    attempt_ids = [c[2] for c in claims if c[2]]
+    if attempt_ids:
+        attempts = (
+            await session.execute(
+                select(WebhookDeliveryAttempt).where(WebhookDeliveryAttempt.id.in_(attempt_ids))
+            )
+        ).scalars()
+        for attempt in attempts:
+            if attempt.error == IN_FLIGHT:
+                attempt.error = reason
+    await session.flush()
+
+
 async def apply_attempt(
     session: AsyncSession,
     delivery: WebhookDelivery,
@@ -596,34 +658,36 @@ async def apply_attempt(
     *,
     now: datetime,
     url: str | None,
+    attempt: WebhookDeliveryAttempt | None = None,
 ) -> None:
     """Record one attempt and move the delivery (and its subscription) on. ``session`` is a
-    system-scope transaction; events are emitted for the delivery's tenant."""
+    system-scope transaction; events are emitted for the delivery's tenant. ``attempt`` is
+    the row ``begin_attempt`` wrote, completed here; without one a new row is added."""
     ctx = ActionContext.system(delivery.tenant_id)
-    number = await AttemptRepository(session).next_number(delivery.id)
-    session.add(
-        WebhookDeliveryAttempt(
+    if attempt is None:
+        number = await AttemptRepository(session).next_number(delivery.id)
+        attempt = WebhookDeliveryAttempt(
             id=new_id("WebhookDeliveryAttempt"),
             tenant_id=delivery.tenant_id,
             delivery_id=delivery.id,
             subscription_id=delivery.subscription_id,
             number=number,
-            attempted_at=result.started_at,
             url=url,
-            resolved_address=result.address,
-            http_status=result.status,
-            latency_ms=result.latency_ms,
-            response_excerpt=result.excerpt,
-            error=(result.error or None) and result.error[:MAX_ERROR_CHARS],
-            error_category=result.category,
         )
-    )
-    delivery.attempt_count = number
+        session.add(attempt)
+        delivery.attempt_count = number
+    number = attempt.number
+    attempt.attempted_at = result.started_at
+    attempt.resolved_address = result.address
+    attempt.http_status = result.status
+    attempt.latency_ms = result.latency_ms
+    attempt.response_excerpt = result.excerpt
+    attempt.error = (result.error or None) and result.error[:MAX_ERROR_CHARS]
+    attempt.error_category = result.category
     delivery.lease_until = None
     if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
         # Another dispatcher took the delivery over (our lease had expired) and finished it
         # first: the attempt is on record, the outcome stands.
-        await session.flush()
         return
     if result.ok:
         delivery.status = DeliveryStatus.SUCCEEDED
@@ -631,7 +695,6 @@ async def apply_attempt(
         delivery.next_attempt_at = None
         if subscription is not None and subscription.failing_since is not None:
             subscription.failing_since = None
-        await session.flush()
         return
 
     gone = result.status == 410
