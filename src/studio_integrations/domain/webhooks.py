@@ -485,12 +485,16 @@ class WebhookFanout:
             return
         repo = DeliveryRepository(session)
         done = await repo.fanned_out(envelope.tenant_id, envelope.id)
-        # A failure of a subscription's own delivery is not sent to that subscription: a
-        # failing '*' endpoint would otherwise feed itself forever.
+        # No feedback loops (README "Webhook failures never feed themselves"): a failure
+        # that a webhook delivery caused is not sent to that delivery's subscription, and is
+        # not sent to any webhook when that delivery itself carried a failure. So an event
+        # leads to at most one generation of failure deliveries, whatever fails.
         own = None
         delivery_id = envelope.data.get("deliveryId")
         if envelope.type == EventType.INTEGRATION_FAILURE_RAISED and isinstance(delivery_id, str):
             source = await repo.get(delivery_id)
+            if source is not None and source.event_type == EventType.INTEGRATION_FAILURE_RAISED:
+                return
             own = source.subscription_id if source is not None else None
         payload = envelope.to_json()
         now = utcnow()
