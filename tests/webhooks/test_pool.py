@@ -62,9 +62,7 @@ async def test_a_slow_endpoint_does_not_starve_the_others(
     async with slow.running():
         slow.hold()
         await services.webhook_dispatcher.stop()
-        slow_sub = await create_subscription(
-            http, token, slow.url, eventType="ProviderRegistered"
-        )
+        slow_sub = await create_subscription(http, token, slow.url, eventType="ProviderRegistered")
         for _ in range(10):
             await emit(services, "acme")
         await eventually(
@@ -88,9 +86,7 @@ async def test_a_slow_endpoint_does_not_starve_the_others(
 
             async def fast_done() -> bool:
                 rows = await deliveries(services, subscription_id=fast_sub["id"])
-                return len(rows) == 6 and all(
-                    r.status is DeliveryStatus.SUCCEEDED for r in rows
-                )
+                return len(rows) == 6 and all(r.status is DeliveryStatus.SUCCEEDED for r in rows)
 
             await eventually(fast_done, what="the fast endpoint's deliveries recorded")
         finally:
