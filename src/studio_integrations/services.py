@@ -161,8 +161,8 @@ class Services:
         """Stop within ``grace`` (default ``SHUTDOWN_GRACE_SECONDS``): every worker stops at
         once, each bounded (one that does not stop in time is cancelled, and its task
         cancelled again should it swallow a cancellation: ``asyncio.wait_for`` can on 3.11,
-        NOTES.md); the dispatcher gets most of the time to finish its sends and release the leases of the rest; then
-        connections close, bounded by what is left."""
+        NOTES.md); the dispatcher gets most of the time to finish its sends and release the
+        leases of the rest; then connections close, bounded by what is left."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (grace or self.settings.shutdown_grace_seconds)
 
