@@ -40,6 +40,7 @@ from studio_integrations.errors import (
 )
 from studio_integrations.events.trace import trace_id_from
 from studio_integrations.inbound import inbound_webhook
+from studio_integrations.rest.idempotency import IdempotencyGuard
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.extensions import SERVICE_UNAVAILABLE
@@ -157,7 +158,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
-    gateway = GraphQLGateway(guarded, services.verifier)
+    # Idempotency-Key after authentication (keys are scoped to tenant and subject).
+    idempotent = IdempotencyGuard(
+        guarded, services.db, graphql=True, max_body_bytes=settings.max_body_bytes
+    )
+    gateway = GraphQLGateway(idempotent, services.verifier)
 
     async def healthz(_request: Request) -> JSONResponse:
         """Liveness, and what this replica's prober has done (counts only: it is public)."""
