@@ -24,7 +24,7 @@ from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
 from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
-from studio_integrations.events.outbox import WAKE_KEY
+from studio_integrations.events.outbox import STRICT_EVENTS_KEY, WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
@@ -83,6 +83,9 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
+        # Outside production an event whose data does not match its documented schema is an
+        # error (events.catalog), so the suite catches drift between the two.
+        db.session_info[STRICT_EVENTS_KEY] = settings.environment != "production"
         bus = EventBus(settings.broadcast_url, namespace=settings.bus_namespace)
         http = outbound_client()
         vault = make_secret_store(settings, db)

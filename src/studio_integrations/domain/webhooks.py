@@ -50,6 +50,7 @@ from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import generate_secret
 from studio_integrations.domain.validation import ValidationErrors
 from studio_integrations.errors import UserInputError
+from studio_integrations.events.catalog import DEFINITIONS, EventDefinition
 from studio_integrations.events.envelope import EventEnvelope, EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.ids import new_id, type_of
@@ -124,7 +125,8 @@ def _check_event_type(errors: ValidationErrors, field: str, value: str | None) -
         errors.add(
             field,
             "UNKNOWN_EVENT_TYPE",
-            f"'{text[:100]}' is not an event type; use one of DESIGN §6's types or '*'",
+            f"'{text[:100]}' is not an event type; use '*' or one of those the "
+            "webhookEventTypes query lists",
         )
         return None
     return text
@@ -437,6 +439,12 @@ async def replay_delivery(
 
 
 # --- Reads -------------------------------------------------------------------------------
+
+
+def event_types() -> tuple[EventDefinition, ...]:
+    """What a subscription can name (besides ``*``): the definitions events are checked
+    against when they are emitted (``events.catalog``)."""
+    return DEFINITIONS
 
 
 async def list_subscriptions(

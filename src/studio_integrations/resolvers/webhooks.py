@@ -4,7 +4,9 @@ updateWebhookSubscription, rotateWebhookSigningSecret, replayWebhookDelivery."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
+
+from strawberry.scalars import JSON
 
 from studio_integrations.domain import webhooks as domain
 from studio_integrations.domain.context import ActionContext
@@ -26,6 +28,7 @@ from studio_integrations.schema.webhooks import (
     WebhookDelivery,
     WebhookDeliveryConnection,
     WebhookDeliveryFilter,
+    WebhookEventType,
     WebhookSubscription,
     WebhookSubscriptionConnection,
     WebhookSubscriptionFilter,
@@ -58,6 +61,18 @@ async def resolve_webhook_deliveries(
     async with info.context.read() as session:
         page = await domain.list_deliveries(session, flt, request)
     return WebhookDeliveryConnection.from_page(page, WebhookDelivery.from_row)
+
+
+def resolve_webhook_event_types(info: Info) -> list[WebhookEventType]:
+    return [
+        WebhookEventType(
+            name=d.type.value,
+            description=d.description,
+            schema=cast(JSON, d.data_schema),
+            example=cast(JSON, d.example),
+        )
+        for d in domain.event_types()
+    ]
 
 
 async def _with_sessions(

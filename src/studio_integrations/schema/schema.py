@@ -45,6 +45,7 @@ from studio_integrations.resolvers.webhooks import (
     create_webhook_subscription,
     replay_webhook_delivery,
     resolve_webhook_deliveries,
+    resolve_webhook_event_types,
     resolve_webhook_subscriptions,
     rotate_webhook_signing_secret,
     update_webhook_subscription,
@@ -96,6 +97,7 @@ from studio_integrations.schema.webhooks import (
     UpdateWebhookSubscriptionPayload,
     WebhookDelivery,
     WebhookDeliveryConnection,
+    WebhookEventType,
     WebhookSubscription,
     WebhookSubscriptionConnection,
 )
@@ -208,6 +210,13 @@ class Query:
         extensions=requires(Scope.WEBHOOKS_READ),
         description="The webhook delivery log, both directions, newest first. "
         "Requires `webhooks:read`.",
+    )
+
+    webhook_event_types: list[WebhookEventType] | None = strawberry.field(
+        resolver=resolve_webhook_event_types,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="Every event type a webhook subscription can name, with the JSON Schema "
+        "of its `data` and an example. Requires `webhooks:read`.",
     )
 
 

@@ -405,3 +405,15 @@ class RotateWebhookSigningSecretPayload:
 class ReplayWebhookDeliveryPayload:
     delivery: WebhookDelivery | None
     user_errors: list[UserError]
+
+
+@strawberry.type(
+    description="An event type a webhook subscription can name, with the JSON Schema of its "
+    "`data` and an example (the envelope around it is DESIGN §6's: id, type, tenantId, "
+    "occurredAt, actor, traceId, subject, data)."
+)
+class WebhookEventType:
+    name: str
+    description: str
+    schema: JSON = strawberry.field(description="JSON Schema (2020-12) of the event's `data`.")
+    example: JSON = strawberry.field(description="An example of the event's `data`.")
