@@ -27,6 +27,7 @@ Replay re-sends a delivery's preserved payload as a new delivery (``replayOf``) 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,8 +51,8 @@ from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import generate_secret
 from studio_integrations.domain.validation import ValidationErrors
 from studio_integrations.errors import UserInputError
-from studio_integrations.events.catalog import DEFINITIONS, EventDefinition
-from studio_integrations.events.envelope import EventEnvelope, EventType
+from studio_integrations.events.catalog import BY_TYPE, DEFINITIONS, EventDefinition
+from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.db import TenantSessions
@@ -277,12 +278,14 @@ async def create_subscription(
     return row
 
 
-async def _get_subscription(session: AsyncSession, subscription_id: str) -> WebhookSubscription:
+async def _get_subscription(
+    session: AsyncSession, subscription_id: str, field: str = "input.id"
+) -> WebhookSubscription:
     row = None
     if type_of(subscription_id) == "WebhookSubscription":
         row = await SubscriptionRepository(session).get(subscription_id)
     if row is None:
-        raise UserInputError("no such webhook subscription", field="input.id", code="NOT_FOUND")
+        raise UserInputError("no such webhook subscription", field=field, code="NOT_FOUND")
     return row
 
 
@@ -405,21 +408,7 @@ async def replay_delivery(
             field="input.deliveryId",
             code="SUBSCRIPTION_INACTIVE",
         )
-    replay = WebhookDelivery(
-        id=new_id("WebhookDelivery"),
-        tenant_id=ctx.tenant_id,
-        direction=DeliveryDirection.OUTBOUND,
-        subscription_id=original.subscription_id,
-        event_type=original.event_type,
-        event_id=original.event_id,
-        message_id=original.message_id,
-        status=DeliveryStatus.PENDING,
-        signature_status=SignatureStatus.NOT_APPLICABLE,
-        payload=original.payload,
-        headers={},
-        next_attempt_at=utcnow(),
-        replay_of_id=original.id,
-    )
+    replay = _replay_of(original, utcnow())
     session.add(replay)
     await session.flush()
     emit_event(
@@ -436,6 +425,142 @@ async def replay_delivery(
         },
     )
     return replay
+
+
+MAX_RECOVERED = 10_000
+
+
+def _replay_of(original: WebhookDelivery, now: datetime) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=new_id("WebhookDelivery"),
+        tenant_id=original.tenant_id,
+        direction=DeliveryDirection.OUTBOUND,
+        subscription_id=original.subscription_id,
+        event_type=original.event_type,
+        event_id=original.event_id,
+        message_id=original.message_id,
+        status=DeliveryStatus.PENDING,
+        signature_status=SignatureStatus.NOT_APPLICABLE,
+        payload=original.payload,
+        headers={},
+        next_attempt_at=now,
+        replay_of_id=original.id,
+    )
+
+
+def _require_active(subscription: WebhookSubscription, field: str) -> None:
+    if not subscription.active:
+        raise UserInputError(
+            "the subscription is not active; re-activate it first",
+            field=field,
+            code="SUBSCRIPTION_INACTIVE",
+        )
+
+
+async def recover_deliveries(
+    session: AsyncSession,
+    ctx: ActionContext,
+    *,
+    subscription_id: str,
+    since: datetime,
+    until: datetime | None,
+    now: datetime | None = None,
+) -> tuple[WebhookSubscription, int]:
+    """Queue again every FAILED outbound delivery of a subscription created in ``[since,
+    until)`` (after an endpoint outage), each as a replay with its ``webhook-id``; one
+    ``WebhookDeliveryReplayed`` records the whole recovery with its count."""
+    at = now or utcnow()
+    end = until or at
+    subscription = await _get_subscription(session, subscription_id, "input.subscriptionId")
+    _require_active(subscription, "input.subscriptionId")
+    if since.tzinfo is None or end.tzinfo is None:
+        raise UserInputError("give times with a UTC offset", field="input.since", code="INVALID")
+    if since >= end:
+        raise UserInputError(
+            "since must be before until (or now)", field="input.since", code="INVALID_WINDOW"
+        )
+    failed = await DeliveryRepository(session).failed_between(
+        subscription.id, since, end, limit=MAX_RECOVERED + 1
+    )
+    if len(failed) > MAX_RECOVERED:
+        raise UserInputError(
+            f"more than {MAX_RECOVERED} failed deliveries in the window; recover a shorter one",
+            field="input.since",
+            code="TOO_MANY",
+        )
+    for original in failed:
+        session.add(_replay_of(original, at))
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_DELIVERY_REPLAYED,
+        subject_type="WebhookSubscription",
+        subject_id=subscription.id,
+        data={
+            "subscriptionId": subscription.id,
+            "recovered": len(failed),
+            "since": since.isoformat(),
+            "until": end.isoformat(),
+        },
+    )
+    return subscription, len(failed)
+
+
+async def send_test(
+    session: AsyncSession, ctx: ActionContext, *, subscription_id: str, event_type: str
+) -> WebhookDelivery:
+    """Queue a signed example of ``event_type`` (its ``webhookEventTypes`` example) to the
+    subscription's endpoint, marked ``"test": true``; delivered and logged like any other."""
+    subscription = await _get_subscription(session, subscription_id, "input.subscriptionId")
+    _require_active(subscription, "input.subscriptionId")
+    errors = ValidationErrors()
+    name = _check_event_type(errors, "input.eventType", event_type)
+    if name == WILDCARD:
+        errors.add("input.eventType", "UNKNOWN_EVENT_TYPE", "name one event type, not '*'")
+    errors.raise_any()
+    assert name is not None
+    now = utcnow()
+    envelope = EventEnvelope(
+        id=new_id("AuditEvent"),
+        type=name,
+        tenant_id=ctx.tenant_id,
+        occurred_at=now,
+        actor=ctx.actor,
+        trace_id=ctx.trace_id,
+        subject=EventSubject(type="WebhookSubscription", id=subscription.id),
+        data=BY_TYPE[name].example,
+    )
+    delivery = WebhookDelivery(
+        id=new_id("WebhookDelivery"),
+        tenant_id=ctx.tenant_id,
+        direction=DeliveryDirection.OUTBOUND,
+        subscription_id=subscription.id,
+        event_type=name,
+        event_id=None,
+        message_id=envelope.id,
+        status=DeliveryStatus.PENDING,
+        signature_status=SignatureStatus.NOT_APPLICABLE,
+        payload=json.dumps({**envelope.to_dict(), "test": True}, separators=(",", ":")),
+        headers={},
+        next_attempt_at=now,
+    )
+    session.add(delivery)
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_TEST_SENT,
+        subject_type="WebhookDelivery",
+        subject_id=delivery.id,
+        data={
+            "subscriptionId": subscription.id,
+            "deliveryId": delivery.id,
+            "eventType": name,
+            "messageId": envelope.id,
+        },
+    )
+    return delivery
 
 
 # --- Reads -------------------------------------------------------------------------------
@@ -489,8 +614,8 @@ class WebhookFanout:
         subscriptions = await SubscriptionRepository(session).matching(
             envelope.tenant_id, envelope.type
         )
-        if not subscriptions:
-            return
+        if not subscriptions or envelope.type == EventType.WEBHOOK_TEST_SENT:
+            return  # a test send's audit record is not itself sent
         repo = DeliveryRepository(session)
         done = await repo.fanned_out(envelope.tenant_id, envelope.id)
         # No feedback loops (README "Webhook failures never feed themselves"): a failure

@@ -294,13 +294,41 @@ DEFINITIONS: tuple[EventDefinition, ...] = (
     ),
     EventDefinition(
         EventType.WEBHOOK_DELIVERY_REPLAYED,
-        "A delivery's preserved payload was queued again (same `webhook-id`).",
-        _obj(replayOf=STR, subscriptionId=STR, messageId=STR, eventType=STR),
+        "Deliveries were queued again with their preserved payloads (same `webhook-id`): one "
+        "delivery (`replayWebhookDelivery`: `replayOf`, `messageId`), or every failed one of a "
+        "subscription in a time window (`recoverWebhookDeliveries`: `recovered`, `since`, "
+        "`until`).",
+        {
+            "type": "object",
+            "properties": {
+                "subscriptionId": STR,
+                "replayOf": STR,
+                "messageId": STR,
+                "eventType": STR,
+                "recovered": INT,
+                "since": STR,
+                "until": STR,
+            },
+            "required": ["subscriptionId"],
+            "additionalProperties": True,
+        },
         {
             "replayOf": "whdel_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
             "subscriptionId": "whsub_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
             "messageId": "evt_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
             "eventType": "CredentialRotated",
+        },
+    ),
+    EventDefinition(
+        EventType.WEBHOOK_TEST_SENT,
+        "A signed example of an event type was queued to a subscription's endpoint "
+        '(`sendTestWebhook`); its payload has `"test": true`.',
+        _obj(subscriptionId=STR, deliveryId=STR, eventType=STR, messageId=STR),
+        {
+            "subscriptionId": "whsub_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
+            "deliveryId": "whdel_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
+            "eventType": "CredentialRotated",
+            "messageId": "evt_01JD8ZZZZZZZZZZZZZZZZZZZZZ",
         },
     ),
     EventDefinition(
