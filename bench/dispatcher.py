@@ -127,7 +127,12 @@ async def database(backend: str) -> AsyncIterator[str]:
 
 
 async def dispatcher_rate(
-    db_url: str, endpoint: str, count: int, subscriptions: int, profile: cProfile.Profile | None
+    db_url: str,
+    endpoint: str,
+    count: int,
+    subscriptions: int,
+    concurrency: int,
+    profile: cProfile.Profile | None,
 ) -> float:
     with tempfile.TemporaryDirectory() as state:
         settings = Settings(database_url=db_url, state_dir=Path(state), allow_loopback_targets=True)
@@ -179,6 +184,8 @@ async def dispatcher_rate(
             allow_loopback=True,
             retry_schedule=(5,),
             disable_after_seconds=3600,
+            concurrency=concurrency,
+            per_subscription=max(1, concurrency // subscriptions),
         )
 
         async def succeeded() -> int:
@@ -217,7 +224,7 @@ async def run(args: argparse.Namespace) -> None:
             profile = cProfile.Profile() if args.profile else None
             async with database(backend) as db_url:
                 rate = await dispatcher_rate(
-                    db_url, url, args.deliveries, args.subscriptions, profile
+                    db_url, url, args.deliveries, args.subscriptions, args.concurrency, profile
                 )
             print(
                 f"  dispatcher, {backend:<10}  {rate:8.0f} deliveries/s "
@@ -226,7 +233,7 @@ async def run(args: argparse.Namespace) -> None:
             if profile is not None:
                 path = f"{args.profile}.{backend}"
                 profile.dump_stats(path)
-                pstats.Stats(path).sort_stats("cumulative").print_stats(25)
+                pstats.Stats(path).sort_stats("tottime").print_stats(15)
 
 
 def main(argv: list[str]) -> None:
@@ -234,6 +241,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--subscriptions", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--profile", default="")
     asyncio.run(run(parser.parse_args(argv)))
