@@ -103,5 +103,9 @@ if __name__ == "__main__":
         from bench import fanout
 
         fanout.main([a for a in sys.argv[1:] if a != "--fanout"])
+    elif "--dispatcher" in sys.argv[1:]:
+        from bench import dispatcher
+
+        dispatcher.main([a for a in sys.argv[1:] if a != "--dispatcher"])
     else:
         asyncio.run(main())

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from cross_web import HTTPException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,6 +23,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.execution import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from studio_integrations.auth.gateway import (
@@ -33,12 +38,19 @@ from studio_integrations.auth.limits import (
     graphql_error_response,
 )
 from studio_integrations.auth.tokens import bearer_token
-from studio_integrations.errors import Unauthenticated
+from studio_integrations.errors import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    Unauthenticated,
+    is_outage,
+)
 from studio_integrations.events.trace import current_trace_id
 from studio_integrations.inbound import inbound_webhook, recorder_of
+from studio_integrations.rest.idempotency import IdempotencyGuard
 from studio_integrations.rest.metrics import METRICS_PATH, metrics_endpoint
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
+from studio_integrations.schema.extensions import SERVICE_UNAVAILABLE
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
@@ -46,10 +58,34 @@ from studio_integrations.subscriptions.cohorts import CohortTransportWSHandler
 from studio_integrations.telemetry.asgi import RequestTelemetry
 from studio_integrations.telemetry.tracing import configure_tracing
 
+# The share of SHUTDOWN_GRACE_SECONDS that requests in flight get when the server stops.
+REQUEST_GRACE_SHARE = 0.3
+READY_TIMEOUT_SECONDS = 2.0
 log = logging.getLogger(__name__)
 
 
 _HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def unavailable_response() -> JSONResponse:
+    """HTTP 503 ``SERVICE_UNAVAILABLE`` with ``Retry-After``, GraphQL-shaped."""
+    return graphql_error_response(
+        503,
+        SERVICE_UNAVAILABLE,
+        UNAVAILABLE_MESSAGE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _outage(_request: Request, exc: Exception) -> Response:
+    if is_outage(exc):
+        log.warning("database or bus unavailable: %r", exc)
+        return unavailable_response()
+    raise exc
 
 
 class StudioGraphQL(GraphQL[StudioContext, None]):
@@ -72,7 +108,17 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
         except HTTPException as exc:
             code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
             response = graphql_error_response(exc.status_code, code, exc.reason)
+        except _Unavailable:
+            response = unavailable_response()
         await response(scope, receive, send)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """An operation that failed because the database or bus is down is answered 503."""
+        if any(
+            (e.extensions or {}).get("code") == SERVICE_UNAVAILABLE for e in result.errors or ()
+        ):
+            raise _Unavailable
+        return await super().process_result(request, result)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -154,7 +200,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
-    gateway = GraphQLGateway(guarded, services.verifier, max_json_depth=settings.max_json_depth)
+    # Idempotency-Key after authentication (keys are scoped to tenant and subject).
+    idempotent = IdempotencyGuard(
+        guarded, services.db, graphql=True, max_body_bytes=settings.max_body_bytes
+    )
+    gateway = GraphQLGateway(idempotent, services.verifier, max_json_depth=settings.max_json_depth)
 
     async def healthz(_request: Request) -> JSONResponse:
         """Liveness, and what this replica's prober has done (counts only: it is public)."""
@@ -171,7 +221,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         checks: dict[str, str] = {}
         for name, probe in (("database", services.db.ping), ("bus", services.bus.ping)):
             try:
-                await probe()
+                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                    await probe()
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"unavailable: {type(exc).__name__}"
@@ -179,6 +230,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
+            headers=None if ready else {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
     @asynccontextmanager
@@ -188,7 +240,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             yield
         finally:
             await recorder_of(app).drain()  # rejected inbound webhooks still being recorded
-            await services.stop()
+            # ``serve`` gives requests in flight 30 % of the grace period (uvicorn's
+            # graceful timeout) before this runs: SIGTERM -> exit stays within the grace.
+            await services.stop(settings.shutdown_grace_seconds * (1 - REQUEST_GRACE_SHARE))
 
     app = Starlette(
         routes=[
@@ -216,6 +270,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             Middleware(HeaderSizeLimit, max_header_bytes=settings.max_header_bytes),
             *_cors(settings),
         ],
+        # REST routes (the rotate alias, inbound webhooks) answer an outage like GraphQL does.
+        exception_handlers={
+            OperationalError: _outage,
+            InterfaceError: _outage,
+            SATimeoutError: _outage,
+            RedisConnectionError: _outage,
+            ConnectionError: _outage,
+        },
     )
     app.state.services = services
     return app

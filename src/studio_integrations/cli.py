@@ -15,7 +15,7 @@ from studio_integrations.settings import Settings
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
-    from studio_integrations.app import create_app
+    from studio_integrations.app import REQUEST_GRACE_SHARE, create_app
     from studio_integrations.log_config import configure_logging
 
     configure_logging(settings.log_level)
@@ -29,6 +29,9 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         proxy_headers=True,
         ws="websockets-sansio",
         ws_max_size=1024 * 1024,
+        timeout_graceful_shutdown=max(
+            1, round(settings.shutdown_grace_seconds * REQUEST_GRACE_SHARE)
+        ),
     )
     return 0
 

@@ -58,3 +58,37 @@ class TenantWriteViolation(StudioError):
     """A write would cross a tenant boundary or modify a global row (a bug or an attack)."""
 
     code = "FORBIDDEN"
+
+
+# --- Outages (HTTP 503 SERVICE_UNAVAILABLE) -----------------------------------------------
+
+UNAVAILABLE_MESSAGE = "The service is temporarily unavailable (database or event bus); retry later."
+RETRY_AFTER_SECONDS = 5
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) means the database or the bus cannot be reached:
+    a refused or dropped connection, a connection-pool timeout, an operational database
+    error. Such a request is answered 503 with ``Retry-After``, not as a bug."""
+    import redis.exceptions
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(
+            exc,
+            sqlalchemy.exc.OperationalError
+            | sqlalchemy.exc.InterfaceError
+            | sqlalchemy.exc.TimeoutError
+            | redis.exceptions.ConnectionError
+            | redis.exceptions.TimeoutError
+            | ConnectionError,
+        ):
+            return True
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, OSError) and exc.errno is not None and type(exc) is OSError:
+            return True  # "connect call failed" and the like, from the database driver
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -7,8 +7,10 @@ import asyncio
 import functools
 import logging
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -24,7 +26,7 @@ from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
 from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
-from studio_integrations.events.outbox import WAKE_KEY
+from studio_integrations.events.outbox import STRICT_EVENTS_KEY, WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
@@ -37,7 +39,6 @@ from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from studio_integrations.workers.webhook_dispatcher import DeliveryFeed, WebhookDispatcher
 
 log = logging.getLogger(__name__)
-SHUTDOWN_STEP_SECONDS = 5.0
 
 
 # Outbound calls (provider APIs, webhook receivers): one pooled client per process. Redirects
@@ -95,6 +96,9 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
+        # Outside production an event whose data does not match its documented schema is an
+        # error (events.catalog), so the suite catches drift between the two.
+        db.session_info[STRICT_EVENTS_KEY] = settings.environment != "production"
         bus = EventBus(settings.broadcast_url, namespace=settings.bus_namespace)
         http = outbound_client()
         vault = make_secret_store(settings, db)
@@ -108,6 +112,8 @@ class Services:
             disable_after_seconds=settings.webhook_disable_after_seconds,
             lease_seconds=settings.webhook_lease_seconds,
             poll_seconds=settings.webhook_poll_seconds,
+            concurrency=settings.webhook_concurrency,
+            per_subscription=settings.webhook_subscription_concurrency,
             notify=feed.publish,
         )
         # Each published event becomes deliveries for matching subscriptions, in the relay's
@@ -173,36 +179,76 @@ class Services:
         if prober:
             self.health_prober.start()
 
-    async def stop(self) -> None:
-        """Stop workers, then close connections. Each step is bounded: a stuck dependency
-        must not keep the process from shutting down."""
-        await self.relay.stop()
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop within ``grace`` (default ``SHUTDOWN_GRACE_SECONDS``): every worker stops at
+        once, each bounded (one that does not stop in time is cancelled, and its task
+        cancelled again should it swallow a cancellation: ``asyncio.wait_for`` can on 3.11,
+        NOTES.md); the dispatcher gets most of the time to finish its sends and release the
+        leases of the rest; then connections close, bounded by what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (grace or self.settings.shutdown_grace_seconds)
+
+        def left(share: float = 1.0) -> float:
+            return max(0.1, (deadline - loop.time()) * share)
+
+        workers: list[tuple[str, Awaitable[Any], asyncio.Task[Any] | None]] = [
+            ("outbox relay", self.relay.stop(), getattr(self.relay, "_task", None)),
+            (
+                "webhook dispatcher",
+                self.webhook_dispatcher.stop(left(0.7)),
+                getattr(self.webhook_dispatcher, "_task", None),
+            ),
+        ]
         if self.health_prober is not None:
-            await self.health_prober.stop(SHUTDOWN_STEP_SECONDS)
+            workers.append(
+                (
+                    "health prober",
+                    self.health_prober.stop(left(0.5)),
+                    getattr(self.health_prober, "_task", None),
+                )
+            )
         if self.hub is not None:
-            try:
-                await asyncio.wait_for(self.hub.close(), SHUTDOWN_STEP_SECONDS)
-            except Exception:
-                log.warning("subscription hub did not close cleanly", exc_info=True)
+            workers.append(("subscription hub", self.hub.close(), None))
         if self.rotation_scheduler is not None:
-            try:
-                await asyncio.wait_for(self.rotation_scheduler.stop(), SHUTDOWN_STEP_SECONDS)
-            except Exception:
-                log.warning("rotation scheduler did not stop cleanly", exc_info=True)
-        await self.webhook_dispatcher.stop()
-        steps = [
-            self.bus.disconnect(),
-            self.webhook_feed.disconnect(),
-            self.vault.close(),
-            self.http.aclose(),
-            self.rate_limiter.aclose(),
+            workers.append(
+                (
+                    "rotation scheduler",
+                    self.rotation_scheduler.stop(),
+                    getattr(self.rotation_scheduler, "_task", None),
+                )
+            )
+        await asyncio.gather(
+            *(bounded(step, left(0.8), what, task=task) for what, step, task in workers)
+        )
+        steps: list[tuple[str, Awaitable[Any]]] = [
+            ("bus", self.bus.disconnect()),
+            ("webhook feed", self.webhook_feed.disconnect()),
+            ("vault", self.vault.close()),
+            ("outbound HTTP", self.http.aclose()),
+            ("rate limiter", self.rate_limiter.aclose()),
         ]
         aclose = getattr(self.verifier, "aclose", None)
         if aclose is not None:
-            steps.append(aclose())
-        for step in steps:
-            try:
-                await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
-            except Exception:
-                log.warning("shutdown step did not finish cleanly", exc_info=True)
-        await self.db.dispose()
+            steps.append(("token verifier", aclose()))
+        await asyncio.gather(*(bounded(step, left(0.8), what) for what, step in steps))
+        await bounded(self.db.dispose(), left(), "database")
+
+
+async def bounded(
+    step: Awaitable[Any], seconds: float, what: str, *, task: asyncio.Task[Any] | None = None
+) -> None:
+    """Run a shutdown step for at most ``seconds``; then cancel it, and ``task`` (the worker's
+    loop) if it is still running. Never raises: shutdown goes on whatever one step does."""
+    runner = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait([runner], timeout=seconds)
+    if not done:
+        log.warning("shutdown: %s did not stop within %.1f s; cancelled", what, seconds)
+        runner.cancel()
+        await asyncio.wait([runner], timeout=0.5)
+    elif not runner.cancelled() and runner.exception() is not None:
+        log.warning("shutdown: %s failed", what, exc_info=runner.exception())
+    for _ in range(5):  # a loop that swallowed a cancellation gets another
+        if task is None or task.done():
+            break
+        task.cancel()
+        await asyncio.wait([task], timeout=0.2)

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     # How long a dispatcher's claim on a delivery lasts; a crashed claim is taken over after it.
     webhook_lease_seconds: float = Field(default=60, gt=0)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # Sends in flight per process, and per subscription (a slow endpoint gets no more).
+    webhook_concurrency: int = Field(default=32, ge=1, le=1000)
+    webhook_subscription_concurrency: int = Field(default=8, ge=1, le=1000)
+    # SIGTERM -> exit: workers stop claiming, in-flight work finishes or is abandoned (its
+    # leases released), connections close, all within this (DESIGN §12).
+    shutdown_grace_seconds: float = Field(default=10, gt=0, le=300)
 
     # Not in DESIGN §9's list, but a mature service needs them; defaults fit the embedded run.
     state_dir: Path = Path(".studio")

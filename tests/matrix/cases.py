@@ -135,6 +135,14 @@ async def _replay_webhook_delivery(world: World, tw: TenantWorld) -> dict[str, A
     return {"deliveryId": tw.ids["WebhookDelivery"]}
 
 
+async def _recover_webhook_deliveries(world: World, tw: TenantWorld) -> dict[str, Any]:
+    return {"subscriptionId": tw.ids["WebhookSubscription"], "since": "2000-01-01T00:00:00Z"}
+
+
+async def _send_test_webhook(world: World, tw: TenantWorld) -> dict[str, Any]:
+    return {"subscriptionId": tw.ids["WebhookSubscription"], "eventType": "ProviderRegistered"}
+
+
 CASES: dict[str, Case] = {
     "establishConnection": Case(_establish, "connection", "IntegrationConnectionEstablished"),
     "updateConnection": Case(_update, "connection", "IntegrationConnectionUpdated"),
@@ -157,4 +165,8 @@ CASES: dict[str, Case] = {
         _rotate_webhook_signing_secret, "subscription", "WebhookSigningSecretRotated"
     ),
     "replayWebhookDelivery": Case(_replay_webhook_delivery, "delivery", "WebhookDeliveryReplayed"),
+    "recoverWebhookDeliveries": Case(
+        _recover_webhook_deliveries, "subscription", "WebhookDeliveryReplayed"
+    ),
+    "sendTestWebhook": Case(_send_test_webhook, "delivery", "WebhookTestSent"),
 }

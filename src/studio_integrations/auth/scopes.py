@@ -39,6 +39,8 @@ ACTION_SCOPES: dict[str, Scope] = {
     "updateWebhookSubscription": Scope.WEBHOOKS_WRITE,
     "rotateWebhookSigningSecret": Scope.WEBHOOKS_WRITE,
     "replayWebhookDelivery": Scope.WEBHOOKS_REPLAY,
+    "recoverWebhookDeliveries": Scope.WEBHOOKS_REPLAY,
+    "sendTestWebhook": Scope.WEBHOOKS_WRITE,
 }
 
 

@@ -27,6 +27,7 @@ Replay re-sends a delivery's preserved payload as a new delivery (``replayOf``) 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event as sa_event
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.domain.context import ActionContext
@@ -49,7 +51,8 @@ from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import generate_secret
 from studio_integrations.domain.validation import ValidationErrors
 from studio_integrations.errors import UserInputError
-from studio_integrations.events.envelope import EventEnvelope, EventType
+from studio_integrations.events.catalog import BY_TYPE, DEFINITIONS, EventDefinition
+from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.db import TenantSessions
@@ -123,7 +126,8 @@ def _check_event_type(errors: ValidationErrors, field: str, value: str | None) -
         errors.add(
             field,
             "UNKNOWN_EVENT_TYPE",
-            f"'{text[:100]}' is not an event type; use one of DESIGN §6's types or '*'",
+            f"'{text[:100]}' is not an event type; use '*' or one of those the "
+            "webhookEventTypes query lists",
         )
         return None
     return text
@@ -274,12 +278,14 @@ async def create_subscription(
     return row
 
 
-async def _get_subscription(session: AsyncSession, subscription_id: str) -> WebhookSubscription:
+async def _get_subscription(
+    session: AsyncSession, subscription_id: str, field: str = "input.id"
+) -> WebhookSubscription:
     row = None
     if type_of(subscription_id) == "WebhookSubscription":
         row = await SubscriptionRepository(session).get(subscription_id)
     if row is None:
-        raise UserInputError("no such webhook subscription", field="input.id", code="NOT_FOUND")
+        raise UserInputError("no such webhook subscription", field=field, code="NOT_FOUND")
     return row
 
 
@@ -402,22 +408,8 @@ async def replay_delivery(
             field="input.deliveryId",
             code="SUBSCRIPTION_INACTIVE",
         )
-    replay = WebhookDelivery(
-        id=new_id("WebhookDelivery"),
-        tenant_id=ctx.tenant_id,
-        direction=DeliveryDirection.OUTBOUND,
-        subscription_id=original.subscription_id,
-        event_type=original.event_type,
-        event_id=original.event_id,
-        message_id=original.message_id,
-        status=DeliveryStatus.PENDING,
-        signature_status=SignatureStatus.NOT_APPLICABLE,
-        payload=original.payload,
-        headers={},
-        next_attempt_at=utcnow(),
-        replay_of_id=original.id,
-        trace_id=ctx.trace_id,  # the replay's sends join the request that asked for it
-    )
+    # The replay's sends join the trace of the request that asked for it.
+    replay = _replay_of(original, utcnow(), trace_id=ctx.trace_id)
     session.add(replay)
     await session.flush()
     emit_event(
@@ -436,7 +428,150 @@ async def replay_delivery(
     return replay
 
 
+MAX_RECOVERED = 10_000
+
+
+def _replay_of(original: WebhookDelivery, now: datetime, *, trace_id: str) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=new_id("WebhookDelivery"),
+        tenant_id=original.tenant_id,
+        direction=DeliveryDirection.OUTBOUND,
+        subscription_id=original.subscription_id,
+        event_type=original.event_type,
+        event_id=original.event_id,
+        message_id=original.message_id,
+        status=DeliveryStatus.PENDING,
+        signature_status=SignatureStatus.NOT_APPLICABLE,
+        payload=original.payload,
+        headers={},
+        next_attempt_at=now,
+        replay_of_id=original.id,
+        trace_id=trace_id,
+    )
+
+
+def _require_active(subscription: WebhookSubscription, field: str) -> None:
+    if not subscription.active:
+        raise UserInputError(
+            "the subscription is not active; re-activate it first",
+            field=field,
+            code="SUBSCRIPTION_INACTIVE",
+        )
+
+
+async def recover_deliveries(
+    session: AsyncSession,
+    ctx: ActionContext,
+    *,
+    subscription_id: str,
+    since: datetime,
+    until: datetime | None,
+    now: datetime | None = None,
+) -> tuple[WebhookSubscription, int]:
+    """Queue again every FAILED outbound delivery of a subscription created in ``[since,
+    until)`` (after an endpoint outage), each as a replay with its ``webhook-id``; one
+    ``WebhookDeliveryReplayed`` records the whole recovery with its count."""
+    at = now or utcnow()
+    end = until or at
+    subscription = await _get_subscription(session, subscription_id, "input.subscriptionId")
+    _require_active(subscription, "input.subscriptionId")
+    if since.tzinfo is None or end.tzinfo is None:
+        raise UserInputError("give times with a UTC offset", field="input.since", code="INVALID")
+    if since >= end:
+        raise UserInputError(
+            "since must be before until (or now)", field="input.since", code="INVALID_WINDOW"
+        )
+    failed = await DeliveryRepository(session).failed_between(
+        subscription.id, since, end, limit=MAX_RECOVERED + 1
+    )
+    if len(failed) > MAX_RECOVERED:
+        raise UserInputError(
+            f"more than {MAX_RECOVERED} failed deliveries in the window; recover a shorter one",
+            field="input.since",
+            code="TOO_MANY",
+        )
+    for original in failed:
+        session.add(_replay_of(original, at, trace_id=ctx.trace_id))
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_DELIVERY_REPLAYED,
+        subject_type="WebhookSubscription",
+        subject_id=subscription.id,
+        data={
+            "subscriptionId": subscription.id,
+            "recovered": len(failed),
+            "since": since.isoformat(),
+            "until": end.isoformat(),
+        },
+    )
+    return subscription, len(failed)
+
+
+async def send_test(
+    session: AsyncSession, ctx: ActionContext, *, subscription_id: str, event_type: str
+) -> WebhookDelivery:
+    """Queue a signed example of ``event_type`` (its ``webhookEventTypes`` example) to the
+    subscription's endpoint, marked ``"test": true``; delivered and logged like any other."""
+    subscription = await _get_subscription(session, subscription_id, "input.subscriptionId")
+    _require_active(subscription, "input.subscriptionId")
+    errors = ValidationErrors()
+    name = _check_event_type(errors, "input.eventType", event_type)
+    if name == WILDCARD:
+        errors.add("input.eventType", "UNKNOWN_EVENT_TYPE", "name one event type, not '*'")
+    errors.raise_any()
+    assert name is not None
+    now = utcnow()
+    envelope = EventEnvelope(
+        id=new_id("AuditEvent"),
+        type=name,
+        tenant_id=ctx.tenant_id,
+        occurred_at=now,
+        actor=ctx.actor,
+        trace_id=ctx.trace_id,
+        subject=EventSubject(type="WebhookSubscription", id=subscription.id),
+        data=BY_TYPE[name].example,
+    )
+    delivery = WebhookDelivery(
+        id=new_id("WebhookDelivery"),
+        tenant_id=ctx.tenant_id,
+        direction=DeliveryDirection.OUTBOUND,
+        subscription_id=subscription.id,
+        event_type=name,
+        event_id=None,
+        message_id=envelope.id,
+        status=DeliveryStatus.PENDING,
+        signature_status=SignatureStatus.NOT_APPLICABLE,
+        payload=json.dumps({**envelope.to_dict(), "test": True}, separators=(",", ":")),
+        headers={},
+        next_attempt_at=now,
+    )
+    session.add(delivery)
+    await session.flush()
+    emit_event(
+        session,
+        ctx,
+        type=EventType.WEBHOOK_TEST_SENT,
+        subject_type="WebhookDelivery",
+        subject_id=delivery.id,
+        data={
+            "subscriptionId": subscription.id,
+            "deliveryId": delivery.id,
+            "eventType": name,
+            "messageId": envelope.id,
+        },
+    )
+    return delivery
+
+
 # --- Reads -------------------------------------------------------------------------------
+
+
+def event_types() -> tuple[EventDefinition, ...]:
+    """What a subscription can name (besides ``*``): the definitions events are checked
+    against when they are emitted (``events.catalog``)."""
+    return DEFINITIONS
 
 
 async def list_subscriptions(
@@ -481,16 +616,20 @@ class WebhookFanout:
         subscriptions = await SubscriptionRepository(session).matching(
             envelope.tenant_id, envelope.type
         )
-        if not subscriptions:
-            return
+        if not subscriptions or envelope.type == EventType.WEBHOOK_TEST_SENT:
+            return  # a test send's audit record is not itself sent
         repo = DeliveryRepository(session)
         done = await repo.fanned_out(envelope.tenant_id, envelope.id)
-        # A failure of a subscription's own delivery is not sent to that subscription: a
-        # failing '*' endpoint would otherwise feed itself forever.
+        # No feedback loops (README "Webhook failures never feed themselves"): a failure
+        # that a webhook delivery caused is not sent to that delivery's subscription, and is
+        # not sent to any webhook when that delivery itself carried a failure. So an event
+        # leads to at most one generation of failure deliveries, whatever fails.
         own = None
         delivery_id = envelope.data.get("deliveryId")
         if envelope.type == EventType.INTEGRATION_FAILURE_RAISED and isinstance(delivery_id, str):
             source = await repo.get(delivery_id)
+            if source is not None and source.event_type == EventType.INTEGRATION_FAILURE_RAISED:
+                return
             own = source.subscription_id if source is not None else None
         payload = envelope.to_json()
         now = utcnow()
@@ -589,6 +728,67 @@ class AttemptPolicy:
     rng: random.Random
 
 
+IN_FLIGHT = "no outcome recorded yet: the request is in flight, or its sender stopped"
+
+
+def begin_attempt(
+    session: AsyncSession, delivery: WebhookDelivery, *, started_at: datetime, url: str | None
+) -> WebhookDeliveryAttempt:
+    """Record an attempt before its request goes out (in the claim's transaction): a sender
+    killed mid-request leaves it in the egress audit. ``apply_attempt`` completes it."""
+    number = delivery.attempt_count + 1
+    delivery.attempt_count = number
+    attempt = WebhookDeliveryAttempt(
+        id=new_id("WebhookDeliveryAttempt"),
+        tenant_id=delivery.tenant_id,
+        delivery_id=delivery.id,
+        subscription_id=delivery.subscription_id,
+        number=number,
+        attempted_at=started_at,
+        url=url,
+        error=IN_FLIGHT,
+        error_category=FailureCategory.UNKNOWN,
+    )
+    session.add(attempt)
+    return attempt
+
+
+async def release_claims(
+    session: AsyncSession,
+    claims: Sequence[tuple[str, datetime | None, str | None]],
+    *,
+    now: datetime,
+    reason: str,
+) -> None:
+    """Release the leases of abandoned sends (``(delivery id, our lease, attempt id)``) so any
+    dispatcher takes them at once; a lease another dispatcher holds by now is left alone. The
+    attempts stay in the audit with ``reason``."""
+    ids = [c[0] for c in claims]
+    ours = {c[0]: c[1] for c in claims}
+    rows = (
+        await session.execute(
+            select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).with_for_update()
+        )
+    ).scalars()
+    for row in rows:
+        if row.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING) and (
+            row.lease_until == ours[row.id]
+        ):
+            row.lease_until = None
+            row.next_attempt_at = min(row.next_attempt_at or now, now)
+    attempt_ids = [c[2] for c in claims if c[2]]
+    if attempt_ids:
+        attempts = (
+            await session.execute(
+                select(WebhookDeliveryAttempt).where(WebhookDeliveryAttempt.id.in_(attempt_ids))
+            )
+        ).scalars()
+        for attempt in attempts:
+            if attempt.error == IN_FLIGHT:
+                attempt.error = reason
+    await session.flush()
+
+
 async def apply_attempt(
     session: AsyncSession,
     delivery: WebhookDelivery,
@@ -598,34 +798,36 @@ async def apply_attempt(
     *,
     now: datetime,
     url: str | None,
+    attempt: WebhookDeliveryAttempt | None = None,
 ) -> None:
     """Record one attempt and move the delivery (and its subscription) on. ``session`` is a
-    system-scope transaction; events are emitted for the delivery's tenant."""
+    system-scope transaction; events are emitted for the delivery's tenant. ``attempt`` is
+    the row ``begin_attempt`` wrote, completed here; without one a new row is added."""
     ctx = ActionContext.system(delivery.tenant_id)
-    number = await AttemptRepository(session).next_number(delivery.id)
-    session.add(
-        WebhookDeliveryAttempt(
+    if attempt is None:
+        number = await AttemptRepository(session).next_number(delivery.id)
+        attempt = WebhookDeliveryAttempt(
             id=new_id("WebhookDeliveryAttempt"),
             tenant_id=delivery.tenant_id,
             delivery_id=delivery.id,
             subscription_id=delivery.subscription_id,
             number=number,
-            attempted_at=result.started_at,
             url=url,
-            resolved_address=result.address,
-            http_status=result.status,
-            latency_ms=result.latency_ms,
-            response_excerpt=result.excerpt,
-            error=(result.error or None) and result.error[:MAX_ERROR_CHARS],
-            error_category=result.category,
         )
-    )
-    delivery.attempt_count = number
+        session.add(attempt)
+        delivery.attempt_count = number
+    number = attempt.number
+    attempt.attempted_at = result.started_at
+    attempt.resolved_address = result.address
+    attempt.http_status = result.status
+    attempt.latency_ms = result.latency_ms
+    attempt.response_excerpt = result.excerpt
+    attempt.error = (result.error or None) and result.error[:MAX_ERROR_CHARS]
+    attempt.error_category = result.category
     delivery.lease_until = None
     if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
         # Another dispatcher took the delivery over (our lease had expired) and finished it
         # first: the attempt is on record, the outcome stands.
-        await session.flush()
         return
     if result.ok:
         delivery.status = DeliveryStatus.SUCCEEDED
@@ -633,7 +835,6 @@ async def apply_attempt(
         delivery.next_attempt_at = None
         if subscription is not None and subscription.failing_since is not None:
             subscription.failing_since = None
-        await session.flush()
         return
 
     gone = result.status == 410

@@ -32,6 +32,8 @@ class EventType(StrEnum):
     WEBHOOK_DELIVERY_REPLAYED = "WebhookDeliveryReplayed"
     INBOUND_WEBHOOK_RECEIVED = "InboundWebhookReceived"
     INTEGRATION_FAILURE_RAISED = "IntegrationFailureRaised"
+    # Round two: sendTestWebhook's audit record (never delivered by webhook itself).
+    WEBHOOK_TEST_SENT = "WebhookTestSent"
 
 
 @dataclass(frozen=True, slots=True)

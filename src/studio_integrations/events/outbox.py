@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from studio_integrations.domain.context import ActionContext
+from studio_integrations.events.catalog import check_data
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
 from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import StudioSession
@@ -32,6 +33,9 @@ def tenant_channel(namespace: str, tenant_id: str) -> str:
     return f"{namespace}.tenant.{tenant_id}.events"
 
 
+STRICT_EVENTS_KEY = "studio.strict_events"
+
+
 def emit_event(
     session: AsyncSession,
     ctx: ActionContext,
@@ -41,6 +45,9 @@ def emit_event(
     subject_id: str,
     data: dict[str, Any] | None = None,
 ) -> EventEnvelope:
+    # The documented shape (``webhookEventTypes``) is the emitted one: a mismatch is a bug,
+    # an error outside production (STRICT_EVENTS_KEY), a warning in it.
+    check_data(type.value, data or {}, strict=session.info.get(STRICT_EVENTS_KEY, True))
     envelope = EventEnvelope(
         id=new_id("AuditEvent"),
         type=type.value,

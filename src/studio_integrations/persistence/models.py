@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -530,3 +531,23 @@ __all__ = [
     "WebhookDeliveryAttempt",
     "WebhookSubscription",
 ]
+
+
+# --- Idempotency keys --------------------------------------------------------------------
+
+
+class IdempotencyKey(TenantScoped, Base):
+    """The first answer to a mutation sent with an ``Idempotency-Key`` header, kept 24 h per
+    tenant, subject and key (``rest.idempotency``). No response yet: the first is running."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "subject", "key"),)
+
+    subject: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

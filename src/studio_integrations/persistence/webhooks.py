@@ -118,6 +118,24 @@ class DeliveryRepository(TenantRepository[WebhookDelivery]):
         )
         return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
 
+    async def failed_between(
+        self, subscription_id: str, since: datetime, until: datetime, *, limit: int
+    ) -> list[WebhookDelivery]:
+        """FAILED outbound deliveries of a subscription created in ``[since, until)``."""
+        stmt = (
+            self.select()
+            .where(
+                WebhookDelivery.subscription_id == subscription_id,
+                WebhookDelivery.direction == DeliveryDirection.OUTBOUND,
+                WebhookDelivery.status == DeliveryStatus.FAILED,
+                WebhookDelivery.created_at >= since,
+                WebhookDelivery.created_at < until,
+            )
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+            .limit(limit)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
     async def fanned_out(self, tenant_id: str, event_id: str) -> set[str]:
         """Subscriptions that already have the (original) delivery of an event."""
         stmt = select(WebhookDelivery.subscription_id).where(

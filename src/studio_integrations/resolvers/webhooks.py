@@ -4,7 +4,9 @@ updateWebhookSubscription, rotateWebhookSigningSecret, replayWebhookDelivery."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
+
+from strawberry.scalars import JSON
 
 from studio_integrations.domain import webhooks as domain
 from studio_integrations.domain.context import ActionContext
@@ -17,15 +19,20 @@ from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.webhooks import (
     CreateWebhookSubscriptionInput,
     CreateWebhookSubscriptionPayload,
+    RecoverWebhookDeliveriesInput,
+    RecoverWebhookDeliveriesPayload,
     ReplayWebhookDeliveryInput,
     ReplayWebhookDeliveryPayload,
     RotateWebhookSigningSecretInput,
     RotateWebhookSigningSecretPayload,
+    SendTestWebhookInput,
+    SendTestWebhookPayload,
     UpdateWebhookSubscriptionInput,
     UpdateWebhookSubscriptionPayload,
     WebhookDelivery,
     WebhookDeliveryConnection,
     WebhookDeliveryFilter,
+    WebhookEventType,
     WebhookSubscription,
     WebhookSubscriptionConnection,
     WebhookSubscriptionFilter,
@@ -58,6 +65,18 @@ async def resolve_webhook_deliveries(
     async with info.context.read() as session:
         page = await domain.list_deliveries(session, flt, request)
     return WebhookDeliveryConnection.from_page(page, WebhookDelivery.from_row)
+
+
+def resolve_webhook_event_types(info: Info) -> list[WebhookEventType]:
+    return [
+        WebhookEventType(
+            name=d.type.value,
+            description=d.description,
+            schema=cast(JSON, d.data_schema),
+            example=cast(JSON, d.example),
+        )
+        for d in domain.event_types()
+    ]
 
 
 async def _with_sessions(
@@ -139,6 +158,46 @@ async def replay_webhook_delivery(
         services.webhook_dispatcher.wake()
         await services.webhook_feed.publish(outcome.value)
     return ReplayWebhookDeliveryPayload(
+        delivery=WebhookDelivery.from_row(outcome.value, attempts=[]) if outcome.value else None,
+        user_errors=outcome.user_errors,
+    )
+
+
+async def recover_webhook_deliveries(
+    info: Info, input: RecoverWebhookDeliveriesInput
+) -> RecoverWebhookDeliveriesPayload:
+    outcome = await run_governed(
+        info,
+        lambda session, ctx: domain.recover_deliveries(
+            session,
+            ctx,
+            subscription_id=str(input.subscription_id),
+            since=input.since,
+            until=input.until,
+        ),
+    )
+    if outcome.value is None:
+        return RecoverWebhookDeliveriesPayload(
+            subscription=None, recovered_count=0, user_errors=outcome.user_errors
+        )
+    row, count = outcome.value
+    if count:
+        info.context.services.webhook_dispatcher.wake()
+    return RecoverWebhookDeliveriesPayload(
+        subscription=WebhookSubscription.from_row(row), recovered_count=count, user_errors=[]
+    )
+
+
+async def send_test_webhook(info: Info, input: SendTestWebhookInput) -> SendTestWebhookPayload:
+    outcome = await run_governed(
+        info,
+        lambda session, ctx: domain.send_test(
+            session, ctx, subscription_id=str(input.subscription_id), event_type=input.event_type
+        ),
+    )
+    if outcome.value is not None:
+        info.context.services.webhook_dispatcher.wake()
+    return SendTestWebhookPayload(
         delivery=WebhookDelivery.from_row(outcome.value, attempts=[]) if outcome.value else None,
         user_errors=outcome.user_errors,
     )

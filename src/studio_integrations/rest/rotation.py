@@ -37,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 from studio_integrations.auth.gateway import PRINCIPAL_STATE, GraphQLGateway
 from studio_integrations.auth.scopes import Scope as ScopeName
 from studio_integrations.events.trace import current_trace_id
+from studio_integrations.rest.idempotency import IdempotencyGuard
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema
 from studio_integrations.services import Services
@@ -163,4 +164,10 @@ class RotateEndpoint:
 
 def route_app(services: Services) -> GraphQLGateway:
     """The endpoint behind ``/graphql``'s gateway: same token verification, same 401."""
-    return GraphQLGateway(RotateEndpoint(services), services.verifier)
+    endpoint = IdempotencyGuard(
+        RotateEndpoint(services),
+        services.db,
+        graphql=False,
+        max_body_bytes=services.settings.max_body_bytes,
+    )
+    return GraphQLGateway(endpoint, services.verifier)

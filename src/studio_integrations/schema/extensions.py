@@ -23,7 +23,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from studio_integrations.errors import StudioError
+from studio_integrations.errors import UNAVAILABLE_MESSAGE, StudioError, is_outage
 from studio_integrations.schema.limits import OperationLimits
 from studio_integrations.schema.observability import OperationTelemetry
 
@@ -33,6 +33,7 @@ MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 15_000
 CACHE_SIZE = 512
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
 class ShapeErrors(MaskErrors):
@@ -58,6 +59,14 @@ class ShapeErrors(MaskErrors):
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         trace_id = self._trace_id()
+        if is_outage(error.original_error):
+            log.warning(
+                "database or bus unavailable (trace %s): %r", trace_id, error.original_error
+            )
+            masked = super().anonymise_error(error)
+            masked.message = UNAVAILABLE_MESSAGE
+            masked.extensions = {"code": SERVICE_UNAVAILABLE, "traceId": trace_id}
+            return masked
         log.error(
             "unexpected error in %s (trace %s)",
             ".".join(str(p) for p in error.path or []) or "operation",

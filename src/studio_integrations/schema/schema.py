@@ -43,10 +43,13 @@ from studio_integrations.resolvers.rotation import (
 )
 from studio_integrations.resolvers.webhooks import (
     create_webhook_subscription,
+    recover_webhook_deliveries,
     replay_webhook_delivery,
     resolve_webhook_deliveries,
+    resolve_webhook_event_types,
     resolve_webhook_subscriptions,
     rotate_webhook_signing_secret,
+    send_test_webhook,
     update_webhook_subscription,
 )
 from studio_integrations.schema.audit import AuditEvent, AuditEventConnection
@@ -91,11 +94,14 @@ from studio_integrations.schema.rotation import (
 from studio_integrations.schema.viewer import Viewer
 from studio_integrations.schema.webhooks import (
     CreateWebhookSubscriptionPayload,
+    RecoverWebhookDeliveriesPayload,
     ReplayWebhookDeliveryPayload,
     RotateWebhookSigningSecretPayload,
+    SendTestWebhookPayload,
     UpdateWebhookSubscriptionPayload,
     WebhookDelivery,
     WebhookDeliveryConnection,
+    WebhookEventType,
     WebhookSubscription,
     WebhookSubscriptionConnection,
 )
@@ -211,6 +217,13 @@ class Query:
         "Requires `webhooks:read`.",
     )
 
+    webhook_event_types: list[WebhookEventType] | None = strawberry.field(
+        resolver=resolve_webhook_event_types,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="Every event type a webhook subscription can name, with the JSON Schema "
+        "of its `data` and an example. Requires `webhooks:read`.",
+    )
+
 
 @strawberry.type
 class Mutation:
@@ -320,6 +333,21 @@ class Mutation:
         extensions=requires(ACTION_SCOPES["replayWebhookDelivery"]),
         description="Send a delivery's preserved payload again as a new delivery with the same "
         "`webhook-id`. Requires `webhooks:replay`.",
+    )
+
+    recover_webhook_deliveries: RecoverWebhookDeliveriesPayload | None = strawberry.mutation(
+        resolver=recover_webhook_deliveries,
+        extensions=requires(ACTION_SCOPES["recoverWebhookDeliveries"]),
+        description="After an endpoint outage: send every FAILED delivery of a subscription "
+        "created in `[since, until)` again (same `webhook-id`s), audited once with the count. "
+        "Requires `webhooks:replay`.",
+    )
+
+    send_test_webhook: SendTestWebhookPayload | None = strawberry.mutation(
+        resolver=send_test_webhook,
+        extensions=requires(ACTION_SCOPES["sendTestWebhook"]),
+        description='Send a signed example of an event type (marked `"test": true`) to a '
+        "subscription's endpoint; it is logged like any delivery. Requires `webhooks:write`.",
     )
 
 

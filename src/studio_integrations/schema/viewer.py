@@ -23,6 +23,8 @@ class ViewerCan:
     update_webhook_subscription: bool
     rotate_webhook_signing_secret: bool
     replay_webhook_delivery: bool
+    recover_webhook_deliveries: bool
+    send_test_webhook: bool
 
     @classmethod
     def for_principal(cls, principal: Principal) -> ViewerCan:

@@ -416,3 +416,43 @@ class RotateWebhookSigningSecretPayload:
 class ReplayWebhookDeliveryPayload:
     delivery: WebhookDelivery | None
     user_errors: list[UserError]
+
+
+@strawberry.type(
+    description="An event type a webhook subscription can name, with the JSON Schema of its "
+    "`data` and an example (the envelope around it is DESIGN §6's: id, type, tenantId, "
+    "occurredAt, actor, traceId, subject, data)."
+)
+class WebhookEventType:
+    name: str
+    description: str
+    schema: JSON = strawberry.field(description="JSON Schema (2020-12) of the event's `data`.")
+    example: JSON = strawberry.field(description="An example of the event's `data`.")
+
+
+@strawberry.input
+class RecoverWebhookDeliveriesInput:
+    subscription_id: strawberry.ID
+    since: datetime = strawberry.field(description="Failed deliveries created at or after.")
+    until: datetime | None = strawberry.field(
+        default=None, description="…and before this (default: now)."
+    )
+
+
+@strawberry.type
+class RecoverWebhookDeliveriesPayload:
+    subscription: WebhookSubscription | None
+    recovered_count: int = strawberry.field(description="Deliveries queued again.")
+    user_errors: list[UserError]
+
+
+@strawberry.input
+class SendTestWebhookInput:
+    subscription_id: strawberry.ID
+    event_type: str = strawberry.field(description="One of `webhookEventTypes`.")
+
+
+@strawberry.type
+class SendTestWebhookPayload:
+    delivery: WebhookDelivery | None
+    user_errors: list[UserError]
