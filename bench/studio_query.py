@@ -259,7 +259,7 @@ def handwritten(services: Services) -> Route:
 
 def bench_app(url: str, state_dir: Path) -> tuple[Starlette, Settings]:
     settings = Settings(database_url=url, state_dir=state_dir, **SETTINGS)
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     app.router.routes.append(handwritten(app.state.services))
     return app, settings
 
@@ -481,8 +481,55 @@ async def main() -> None:
                 await bench_backend("postgresql", url, Path(tmp))
 
 
+def _package(filename: str) -> str:
+    for marker in ("site-packages/", "src/", "lib/python3"):
+        if marker in filename:
+            tail = filename.split(marker, 1)[1].lstrip("/")
+            if marker == "lib/python3":
+                tail = tail.split("/", 1)[1] if "/" in tail else tail
+                return "stdlib:" + tail.split("/", 1)[0].removesuffix(".py")
+            return tail.split("/", 1)[0].removesuffix(".py")
+    return "builtins" if filename.startswith("~") else filename
+
+
+async def profile(calls: int = 20) -> None:
+    """cProfile of in-process GraphQL calls on SQLite, self time grouped by package."""
+    import cProfile
+    import pstats
+    from collections import Counter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        await seeded(url)
+        app, settings = bench_app(url, Path(tmp))
+        token = mint_dev_token(settings, tenant=TENANT, subject="alice", scopes=ALL_SCOPES)
+        request = Requests(token).graphql(BENCH_PAGE)
+        async with (
+            running(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bench"
+            ) as client,
+        ):
+            await _call(client, request)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(calls):
+                await _call(client, request)
+            profiler.disable()
+    stats = pstats.Stats(profiler)
+    by_package: Counter[str] = Counter()
+    for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        by_package[_package(filename)] += tottime
+    total = sum(by_package.values())
+    for package, seconds in by_package.most_common(15):
+        print(f"  {package:28} {seconds / total:6.1%}")
+    stats.sort_stats("tottime").print_stats(25)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         asyncio.run(serve_forever(sys.argv[2], sys.argv[3]))
+    elif sys.argv[1:] == ["--profile"]:
+        asyncio.run(profile())
     else:
         asyncio.run(main())

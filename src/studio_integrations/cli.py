@@ -19,7 +19,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     print(f"GraphiQL: http://{settings.host}:{settings.port}/graphql", file=sys.stderr)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         host=settings.host,
         port=settings.port,
         log_config=None,

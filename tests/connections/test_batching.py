@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from studio_integrations.domain.enums import (
     AuthMode,
@@ -21,7 +23,7 @@ from studio_integrations.domain.enums import (
     RunStatus,
 )
 from studio_integrations.ids import new_id
-from studio_integrations.persistence.db import Database, TenantScope
+from studio_integrations.persistence.db import BACKGROUND_KEY, Database, StudioSession, TenantScope
 from studio_integrations.persistence.models import (
     ConnectionHealth,
     Credential,
@@ -225,3 +227,26 @@ async def test_listing_costs_a_constant_number_of_statements(
             print("\n".join(counter.statements))
 
     assert statements == {10: EXPECTED_STATEMENTS, 100: EXPECTED_STATEMENTS}, statements
+
+
+async def test_a_request_reads_in_one_session(
+    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """The page and all six batches share the request's session: one transaction, one pool
+    checkout (there was one per loader batch)."""
+    await seed(server.services.db, "acme", 10)
+    token = make_token(tenant="acme", scopes="connections:read credentials:read providers:read")
+    began: list[bool] = []
+
+    def on_begin(session: Session, _transaction: object, _connection: object) -> None:
+        if not session.info.get(BACKGROUND_KEY):
+            began.append(True)
+
+    event.listen(StudioSession, "after_begin", on_begin)
+    try:
+        body = await gql(http, LIST, token=token)
+    finally:
+        event.remove(StudioSession, "after_begin", on_begin)
+    assert "errors" not in body, body
+    assert len(body["data"]["integrationConnections"]["nodes"]) == 10
+    assert len(began) == 1
