@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from studio_integrations.auth.gateway import (
@@ -32,7 +33,16 @@ from studio_integrations.auth.limits import RequestGuard, graphql_error_response
 from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.errors import Unauthenticated
 from studio_integrations.events.trace import trace_id_from
+from studio_integrations.graphql_http import (
+    GRAPHQL_RESPONSE_MEDIA_TYPE,
+    DocumentRefused,
+    TrustedDocuments,
+    TrustedDocumentsMode,
+    failed_before_execution,
+    wants_graphql_response,
+)
 from studio_integrations.inbound import inbound_webhook
+from studio_integrations.persistence.documents import DocumentStore
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.limits import StudioTransportWSHandler
@@ -47,6 +57,14 @@ _CONTEXT_STATE = "studio_context"
 _HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
+def _refusal(status: int, code: str, message: str, *, modern: bool) -> Response:
+    """A request refused before execution; in graphql-response+json it has no ``data``."""
+    if not modern:
+        return graphql_error_response(status, code, message)
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(orjson.dumps(body), status, media_type=GRAPHQL_RESPONSE_MEDIA_TYPE)
+
+
 class StudioGraphQL(GraphQL[StudioContext, None]):
     # Caps live operations per socket and per tenant (TOO_MANY_SUBSCRIPTIONS).
     graphql_transport_ws_handler_class = StudioTransportWSHandler
@@ -54,6 +72,9 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = services
+        self.documents = TrustedDocuments(
+            DocumentStore(services.db), TrustedDocumentsMode(services.settings.trusted_documents)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As Strawberry's, but its HTTP refusals (unknown operation name, missing query, …)
@@ -62,16 +83,49 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
+        modern = wants_graphql_response(request.headers)
         try:
             response: Response = await self.run(request)
         except HTTPException as exc:
             code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
-            response = graphql_error_response(exc.status_code, code, exc.reason)
+            response = _refusal(exc.status_code, code, exc.reason, modern=modern)
+        except DocumentRefused as exc:
+            status = exc.status if modern else exc.legacy_status
+            response = _refusal(status, exc.code, exc.message, modern=modern)
         finally:
             context: StudioContext | None = getattr(request.state, _CONTEXT_STATE, None)
             if context is not None:
                 await context.close()  # the request's read session
+        if modern:
+            response.headers["content-type"] = GRAPHQL_RESPONSE_MEDIA_TYPE
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET that names its document by hash only (APQ): clients send those with
+        ``Accept: */*``."""
+        if request.query_params.get("extensions") is not None:
+            return False
+        return super().should_render_graphql_ide(request)
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """Strawberry's, then the trusted-documents protocol (``graphql_http``) fills in or
+        checks the document."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, list):  # batches are refused by RequestGuard before this
+            return data
+        data.query = await self.documents.resolve(data.query, data.extensions)
+        return data
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """With ``Accept: application/graphql-response+json``, a request that failed before
+        execution is a 400 without ``data`` (unless a limit already chose its status)."""
+        data = await super().process_result(request, result)
+        if failed_before_execution(result) and wants_graphql_response(request.headers):
+            data.pop("data", None)
+            context: StudioContext | None = getattr(request.state, _CONTEXT_STATE, None)
+            if isinstance(context, StudioContext) and isinstance(context.response, Response):
+                context.response.status_code = context.response.status_code or 400
+        return data
 
     def encode_json(self, data: object) -> bytes:
         """orjson: the Studio's pages are thousands of fields. Lone surrogates (which orjson
