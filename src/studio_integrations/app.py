@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
+from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -166,16 +167,21 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
 
 
 def create_app(
-    settings: Settings | None = None, *, services: Services | None = None, freeze_gc: bool = False
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    freeze_gc: bool = False,
+    schema: Schema | None = None,
 ) -> Starlette:
     """``freeze_gc``: after start-up, move what exists into the collector's permanent
     generation (``gc.freeze``) — for the serving process (``serve``), not for test suites
-    that build many apps in one process."""
+    that build many apps in one process. ``schema``: another build of the schema (the
+    differential tests serve the reference executor with it)."""
     settings = settings or Settings()
     services = services or Services.build(settings)
     graphql_app = StudioGraphQL(
         services,
-        schema=default_schema,
+        schema=schema or default_schema,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         # graphql-transport-ws only: the legacy graphql-ws protocol had an auth bypass.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

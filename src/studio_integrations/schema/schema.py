@@ -65,6 +65,7 @@ from studio_integrations.schema.credentials import (
     CredentialConnection,
     RegisterCredentialPayload,
 )
+from studio_integrations.schema.execution import StudioExecutionContext
 from studio_integrations.schema.extensions import schema_extensions
 from studio_integrations.schema.health import (
     ExternalHealth,
@@ -364,7 +365,9 @@ class StudioSchema(strawberry.Schema):
             log.debug("graphql error: %s", error.message)
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(*, fast_leaves: bool = True) -> strawberry.Schema:
+    """``fast_leaves=False``: graphql-core's own field execution throughout (the reference
+    the differential tests compare ``schema.execution`` against)."""
     return StudioSchema(
         query=Query,
         mutation=Mutation,
@@ -382,6 +385,7 @@ def build_schema() -> strawberry.Schema:
             WebhookDelivery,
         ],
         extensions=schema_extensions(),
+        execution_context_class=StudioExecutionContext if fast_leaves else None,
     )
 
 
