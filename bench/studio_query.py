@@ -524,7 +524,6 @@ async def profile(calls: int = 20) -> None:
     for package, seconds in by_package.most_common(15):
         print(f"  {package:28} {seconds / total:6.1%}")
     stats.sort_stats("tottime").print_stats(25)
-    stats.print_callers("validate.py.*validate")
 
 
 if __name__ == "__main__":

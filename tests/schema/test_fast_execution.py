@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+import strawberry
 from bench.studio_query import STUDIO_QUERY
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +26,7 @@ from strawberry.extensions.validation_cache import _get_validate_cache
 
 from studio_integrations.app import create_app
 from studio_integrations.persistence.models import IntegrationConnection, IntegrationRun
+from studio_integrations.schema.execution import StudioExecutionContext
 from studio_integrations.schema.extensions import CACHE_SIZE
 from studio_integrations.schema.schema import build_schema
 from studio_integrations.schema.schema import schema as studio_schema
@@ -161,3 +164,49 @@ def test_a_repeated_document_is_validated_once() -> None:
     before = cache.cache_info().hits
     asyncio.run(studio_schema.execute(query))
     assert cache.cache_info().hits == before + 1
+
+
+@strawberry.enum
+class Colour(Enum):
+    RED = "red"
+
+
+@strawberry.type
+class Odd:
+    """Leaves off the happy path: a null for a non-null field, values the enum and the
+    scalar refuse, and an awaitable attribute."""
+
+    missing: str
+    colour: Colour
+    count: int
+    fine: str | None
+
+
+@strawberry.type
+class OddQuery:
+    @strawberry.field
+    def odd(self) -> list[Odd]:
+        async def later() -> str:
+            return "late"
+
+        row = Odd(missing=None, colour="purple", count="many", fine=later())  # type: ignore[arg-type]
+        return [row, Odd(missing="here", colour=Colour.RED, count=3, fine=None)]
+
+
+def test_leaves_off_the_happy_path_error_exactly_like_graphql_core() -> None:
+    documents = [
+        "{ odd { missing } }",
+        "{ odd { colour } }",
+        "{ odd { count fine } }",
+        "{ odd { fine colour count } }",
+    ]
+    fast = strawberry.Schema(OddQuery, execution_context_class=StudioExecutionContext)
+    reference = strawberry.Schema(OddQuery)
+    for document in documents:
+        mine = asyncio.run(fast.execute(document))
+        theirs = asyncio.run(reference.execute(document))
+        assert mine.data == theirs.data, document
+        assert [e.formatted for e in mine.errors or []] == [
+            e.formatted for e in theirs.errors or []
+        ], document
+        assert mine.errors, document  # each document does hit an error
