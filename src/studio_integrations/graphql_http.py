@@ -100,7 +100,7 @@ class TrustedDocuments:
                 )
             if self.mode is TrustedDocumentsMode.ALLOWLIST:
                 await self._require_registered(sha256)
-            elif await self._lookup(sha256) is None:
+            elif _storable(query) and await self._lookup(sha256) is None:
                 await self.store.learn(sha256, query)
                 self._remember(sha256, query, registered=False)
             return query
@@ -134,6 +134,18 @@ class TrustedDocuments:
         self._known.move_to_end(sha256)
         while len(self._known) > self._cache_size:
             self._known.popitem(last=False)
+
+
+def _storable(query: str) -> bool:
+    """Text PostgreSQL can keep: no U+0000, no lone surrogates. (Such a document still runs,
+    and is refused there with its own error; it is just not remembered.)"""
+    if "\x00" in query:
+        return False
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _persisted_hash(extensions: dict[str, Any] | None) -> str | None:

@@ -32,6 +32,11 @@ def persisted(text: str) -> dict[str, Any]:
     return {"persistedQuery": {"version": 1, "sha256Hash": sha(text)}}
 
 
+def persisted_raw(text: str) -> dict[str, Any]:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+
+
 async def post(
     http: httpx.AsyncClient, token: str, expect: int = 200, **body: Any
 ) -> dict[str, Any]:
@@ -93,6 +98,17 @@ async def test_apq_hash_must_be_the_documents(
     ):
         refused = await post(http, token, expect=400, extensions=bad)
         assert codes(refused) == ["BAD_REQUEST"]
+    # Text a database cannot keep is not remembered (it runs, or is refused, as without APQ).
+    for text in ("{ viewer { subject } } # \x00", "{ viewer { subject } } # \ud800"):
+        body = json.dumps({"query": text, "extensions": persisted_raw(text)})  # ASCII-escaped
+        sent = await http.post(
+            "/graphql",
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 200, sent.text
+        miss = await post(http, token, extensions=persisted_raw(text))
+        assert codes(miss) == ["PERSISTED_QUERY_NOT_FOUND"]
     # Authentication still comes first.
     response = await http.post("/graphql", json={"extensions": persisted(VIEWER)})
     assert response.status_code == 401
