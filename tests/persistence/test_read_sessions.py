@@ -60,3 +60,35 @@ async def test_writes_through_a_read_session_are_refused(services: Services) -> 
     assert [(c.key_vault_ref, c.current_version) for c in rows] == [
         ("local://vault/secrets/kept", "v1")
     ]
+
+
+async def test_the_request_session_reads_what_was_written_after_its_snapshot(
+    services: Services,
+) -> None:
+    """A request's shared read session (one snapshot for the whole request) starts a new
+    snapshot once a transaction has finished since — a second mutation's payload must see
+    that mutation's rows."""
+    from starlette.requests import Request
+
+    from studio_integrations.auth.principal import Principal
+    from studio_integrations.auth.scopes import ALL_SCOPES
+    from studio_integrations.schema.context import StudioContext
+
+    request = Request({"type": "http", "method": "POST", "headers": [], "path": "/graphql"})
+    context = StudioContext(
+        request=request,
+        response=None,
+        services=services,
+        trace_id="t",
+        principal=Principal(subject="alice", tenant_id="acme", scopes=ALL_SCOPES),
+    )
+    try:
+        async with context.read() as session:
+            assert (await session.execute(select(Credential))).scalars().all() == []
+        async with services.db.transaction(ACME) as writer:
+            writer.add(_credential("written"))
+        async with context.read() as session:
+            refs = (await session.execute(select(Credential.key_vault_ref))).scalars().all()
+        assert refs == ["local://vault/secrets/written"]
+    finally:
+        await context.close()

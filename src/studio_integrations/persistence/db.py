@@ -179,6 +179,9 @@ class Database:
             sync_session_class=StudioSession,
         )
         self._counters: list[StatementCounter] = []
+        # Transactions this process has finished: a long-lived read session whose snapshot
+        # predates one starts a new snapshot (see ``StudioContext.read``).
+        self.writes = 0
         # Copied into every session's ``info``: how the app hands per-process hooks (such as
         # the outbox relay's wake-up) to code that only sees a session.
         self.session_info: dict[str, Any] = {}
@@ -213,8 +216,11 @@ class Database:
         self, scope: TenantScope | None, *, background: bool = False
     ) -> AsyncIterator[AsyncSession]:
         """A session in one transaction: committed on success, rolled back on error."""
-        async with self.session(scope, background=background) as session, session.begin():
-            yield session
+        try:
+            async with self.session(scope, background=background) as session, session.begin():
+                yield session
+        finally:
+            self.writes += 1
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -34,6 +34,7 @@ class StudioContext:
     _loaders: Loaders | None = field(default=None, repr=False)
     _session: AsyncSession | None = field(default=None, repr=False)
     _session_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _session_writes: int = field(default=0, repr=False)
 
     def require_principal(self) -> Principal:
         if self.principal is None:
@@ -58,9 +59,16 @@ class StudioContext:
             async with self.services.db.read_session(self.scope) as session:
                 yield session
             return
+        db = self.services.db
         async with self._session_lock:
+            if self._session is not None and self._session_writes != db.writes:
+                # Something was written since its snapshot began (this request's own
+                # writes included, e.g. a second mutation): read in a fresh snapshot.
+                await self._session.close()
+                self._session = None
             if self._session is None:
-                self._session = self.services.db.read_session(self.scope)
+                self._session_writes = db.writes
+                self._session = db.read_session(self.scope)
             yield self._session
 
     @asynccontextmanager
