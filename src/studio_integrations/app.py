@@ -128,13 +128,14 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
                 context.response.status_code = context.response.status_code or 400
         return data
 
-    def encode_json(self, data: object) -> bytes:
+    def encode_json(self, data: object) -> str:
         """orjson: the Studio's pages are thousands of fields. Lone surrogates (which orjson
-        refuses) fall back to the standard library, which escapes them."""
+        refuses) fall back to the standard library, which escapes them. Text, not bytes:
+        WebSocket messages must leave as text frames (graphql-transport-ws)."""
         try:
-            return orjson.dumps(data)
+            return orjson.dumps(data).decode()
         except orjson.JSONEncodeError:
-            return json.dumps(data, separators=(",", ":")).encode()
+            return json.dumps(data, separators=(",", ":"))
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
