@@ -1,4 +1,5 @@
-"""GraphQL request overhead and event fan-out latency, as ratios to same-run baselines.
+"""GraphQL request overhead, event fan-out latency and the Studio list query (see
+``bench/studio_query.py``), as ratios to same-run baselines.
 
 - viewer: `{ viewer { subject } }` over HTTP (auth + Strawberry) vs a bare Starlette JSON
   endpoint on the same server: the cost the GraphQL stack adds per request.
@@ -25,6 +26,7 @@ from starlette.routing import Route
 from tests.support.events import emit
 from tests.support.live import serve
 
+from bench import studio_query
 from studio_integrations.app import create_app
 from studio_integrations.auth.scopes import ALL_SCOPES
 from studio_integrations.auth.tokens import mint_dev_token
@@ -109,3 +111,4 @@ if __name__ == "__main__":
         dispatcher.main([a for a in sys.argv[1:] if a != "--dispatcher"])
     else:
         asyncio.run(main())
+        asyncio.run(studio_query.main())

@@ -1,4 +1,5 @@
-"""studio-integrations: serve | migrate | seed-demo | token | export-schema | secret set."""
+"""studio-integrations: serve | migrate | seed-demo | token | export-schema | secret set |
+documents register."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -21,7 +23,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     print(f"GraphiQL: http://{settings.host}:{settings.port}/graphql", file=sys.stderr)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_gc=True),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -147,6 +149,64 @@ def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def read_documents(path: Path) -> list[tuple[str, str | None]]:
+    """``(body, name)`` documents of one build-output file: an Apollo persisted-query manifest
+    (``{"format": "apollo-persisted-query-manifest", "operations": [{id, name, body}]}``), a
+    ``{sha256: body}`` map (GraphQL Codegen's ``persisted-documents.json``), or a
+    ``.graphql`` file (one document). Given hashes must match the text."""
+    import json
+
+    from studio_integrations.persistence.documents import document_hash
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".graphql", ".gql"}:
+        return [(text, path.stem)]
+    data = json.loads(text)
+    if isinstance(data, dict) and isinstance(data.get("operations"), list):
+        entries = [(op.get("id"), op.get("body"), op.get("name")) for op in data["operations"]]
+    elif isinstance(data, dict):
+        entries = [(key, body, None) for key, body in data.items()]
+    else:
+        raise ValueError("expected a persisted-query manifest or a {sha256: document} map")
+    documents: list[tuple[str, str | None]] = []
+    for sha256, body, name in entries:
+        if not isinstance(body, str):
+            raise ValueError(f"{sha256}: the document body is not a string")
+        if sha256 is not None and sha256 != document_hash(body):
+            raise ValueError(f"{sha256}: the hash is not the SHA-256 of its document")
+        documents.append((body, name if isinstance(name, str) else None))
+    return documents
+
+
+def _documents_register(settings: Settings, args: argparse.Namespace) -> int:
+    from graphql import GraphQLError, parse
+
+    from studio_integrations.persistence.db import Database
+    from studio_integrations.persistence.documents import DocumentStore
+
+    documents: list[tuple[str, str | None]] = []
+    for name in args.files:
+        try:
+            found = read_documents(Path(name))
+            for body, _ in found:
+                parse(body, no_location=True)
+        except (OSError, ValueError, GraphQLError) as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            return 2
+        documents.extend(found)
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            return await DocumentStore(db).register(documents)
+        finally:
+            await db.dispose()
+
+    new = asyncio.run(run())
+    print(f"registered {len(documents)} documents ({new} new)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="studio-integrations", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the tenant that may bind the secret (tags the version studio-tenant=TENANT)",
     )
     secret_set.set_defaults(handler=_secret_set)
+
+    documents = sub.add_parser("documents", help="trusted GraphQL documents (APQ / allowlist)")
+    documents_sub = documents.add_subparsers(dest="documents_command", required=True)
+    register = documents_sub.add_parser(
+        "register",
+        help="register the Studio's build output: persisted-query manifests, "
+        "{sha256: document} maps or .graphql files",
+    )
+    register.add_argument("files", nargs="+", metavar="FILE")
+    register.set_defaults(handler=_documents_register)
     return parser
 
 

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     token_expensive_queries_per_minute: int = Field(default=60, ge=0)
     max_subscriptions_per_connection: int = Field(default=50, ge=1)
     max_subscriptions_per_tenant: int = Field(default=1_000, ge=1)
+    # Trusted documents (see graphql_http.py): APQ, a registered allowlist, or neither.
+    trusted_documents: Literal["off", "apq", "allowlist"] = "apq"
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from studio_integrations.domain.enums import (
     AuthMode,
@@ -21,7 +23,7 @@ from studio_integrations.domain.enums import (
     RunStatus,
 )
 from studio_integrations.ids import new_id
-from studio_integrations.persistence.db import TenantScope
+from studio_integrations.persistence.db import BACKGROUND_KEY, Database, StudioSession, TenantScope
 from studio_integrations.persistence.models import (
     ConnectionHealth,
     Credential,
@@ -31,7 +33,6 @@ from studio_integrations.persistence.models import (
     Provider,
     RunAttempt,
 )
-from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.support.graphql import gql
 from tests.support.live import LiveServer
@@ -68,11 +69,12 @@ query {
 EXPECTED_STATEMENTS = 7
 
 
-async def seed(services: Services, tenant: str, n: int) -> None:
+async def seed(db: Database, tenant: str, n: int) -> None:
     """``n`` connections over three providers, each with its own credential, a checked health
-    row, a timeline and four runs of two attempts: written straight into the tenant."""
+    row, a timeline and four runs of two attempts: written straight into the tenant. (The
+    Studio query benchmark seeds with it too.)"""
     now = datetime.now(UTC)
-    async with services.db.transaction(TenantScope.of(tenant)) as session:
+    async with db.transaction(TenantScope.of(tenant)) as session:
         providers = [
             Provider(
                 id=new_id("Provider"),
@@ -190,7 +192,7 @@ async def test_listing_costs_a_constant_number_of_statements(
     db = server.services.db
     sizes = {"small": 10, "large": 100}
     for tenant, n in sizes.items():
-        await seed(server.services, tenant, n)
+        await seed(db, tenant, n)
 
     statements: dict[int, int] = {}
     for tenant, n in sizes.items():
@@ -225,3 +227,26 @@ async def test_listing_costs_a_constant_number_of_statements(
             print("\n".join(counter.statements))
 
     assert statements == {10: EXPECTED_STATEMENTS, 100: EXPECTED_STATEMENTS}, statements
+
+
+async def test_a_request_reads_in_one_session(
+    server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    """The page and all six batches share the request's session: one transaction, one pool
+    checkout (there was one per loader batch)."""
+    await seed(server.services.db, "acme", 10)
+    token = make_token(tenant="acme", scopes="connections:read credentials:read providers:read")
+    began: list[bool] = []
+
+    def on_begin(session: Session, _transaction: object, _connection: object) -> None:
+        if not session.info.get(BACKGROUND_KEY):
+            began.append(True)
+
+    event.listen(StudioSession, "after_begin", on_begin)
+    try:
+        body = await gql(http, LIST, token=token)
+    finally:
+        event.remove(StudioSession, "after_begin", on_begin)
+    assert "errors" not in body, body
+    assert len(body["data"]["integrationConnections"]["nodes"]) == 10
+    assert len(began) == 1

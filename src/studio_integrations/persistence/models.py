@@ -510,6 +510,26 @@ class VaultSecretVersion(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# --- Trusted documents -------------------------------------------------------------------
+
+
+class TrustedDocument(Base):
+    """A GraphQL document known by its SHA-256 (Apollo APQ / trusted documents).
+
+    Not tenant-scoped: a document is query text, not data. ``registered`` marks documents put
+    in by an operator (``studio-integrations documents register``), the only ones the
+    allowlist mode accepts; ``apq`` ones were learned from clients.
+    """
+
+    __tablename__ = "trusted_documents"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(200))
+    registered: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 __all__ = [
     "AuditEvent",
     "Base",
@@ -526,6 +546,7 @@ __all__ = [
     "RunAttempt",
     "SharedCatalog",
     "TenantScoped",
+    "TrustedDocument",
     "VaultSecretVersion",
     "WebhookDelivery",
     "WebhookDeliveryAttempt",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from studio_integrations.domain import connections as connections_domain
@@ -32,10 +34,18 @@ RunsKey = tuple[str, int]
 TimelineKey = tuple[str, datetime | None, datetime | None]
 
 
+SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+
 class Loaders:
-    def __init__(self, db: Database, scope: TenantScope) -> None:
-        self._db = db
-        self._scope = scope
+    """``read`` opens the session a batch reads in: the request's shared session over HTTP
+    (``StudioContext.read``); by default a short read-only session per batch (subscription
+    events)."""
+
+    def __init__(
+        self, db: Database, scope: TenantScope, *, read: SessionOpener | None = None
+    ) -> None:
+        self.read: SessionOpener = read or (lambda: db.read_session(scope))
         self._by_id: dict[type[Base], DataLoader[str, Any]] = {}
         self._lazy: dict[str, DataLoader[Any, Any]] = {}
         self._api_clients_by_provider: DataLoader[str, list[ExternalApiClient]] | None = None
@@ -46,7 +56,7 @@ class Loaders:
         if loader is None:
 
             async def batch(ids: list[str]) -> list[Any]:
-                async with self._db.session(self._scope) as session:
+                async with self.read() as session:
                     return await TenantRepository(session, model).get_many(ids)
 
             loader = self._by_id[model] = DataLoader(load_fn=batch)
@@ -58,7 +68,7 @@ class Loaders:
         if self._api_clients_by_provider is None:
 
             async def batch(provider_ids: list[str]) -> list[list[ExternalApiClient]]:
-                async with self._db.session(self._scope) as session:
+                async with self.read() as session:
                     found = await api_clients_for_providers(session, provider_ids)
                 return [found.get(i, []) for i in provider_ids]
 
@@ -71,7 +81,7 @@ class Loaders:
         if self._connections_by_credential is None:
 
             async def batch(credential_ids: list[str]) -> list[list[IntegrationConnection]]:
-                async with self._db.session(self._scope) as session:
+                async with self.read() as session:
                     found = await connections_for_credentials(session, credential_ids)
                 return [found.get(i, []) for i in credential_ids]
 
@@ -89,7 +99,7 @@ class Loaders:
         """A connection's current health row (None before its first check)."""
 
         async def batch(ids: list[str]) -> list[ConnectionHealth | None]:
-            async with self._db.session(self._scope) as session:
+            async with self.read() as session:
                 found = await connections_domain.health_for_connections(session, ids)
             return [found.get(i) for i in ids]
 
@@ -105,7 +115,7 @@ class Loaders:
             for connection_id, limit in keys:
                 by_limit[limit].append(connection_id)
             found: dict[RunsKey, list[IntegrationRun]] = {}
-            async with self._db.session(self._scope) as session:
+            async with self.read() as session:
                 for limit, ids in by_limit.items():
                     runs = await connections_domain.latest_runs(session, ids, limit)
                     for connection_id in ids:
@@ -118,7 +128,7 @@ class Loaders:
     @property
     def attempts_by_run(self) -> DataLoader[str, list[RunAttempt]]:
         async def batch(run_ids: list[str]) -> list[list[RunAttempt]]:
-            async with self._db.session(self._scope) as session:
+            async with self.read() as session:
                 found = await connections_domain.attempts_for_runs(session, run_ids)
             return [found.get(i, []) for i in run_ids]
 
@@ -134,7 +144,7 @@ class Loaders:
             for connection_id, start, end in keys:
                 by_range[(start, end)].append(connection_id)
             found: dict[TimelineKey, list[HealthSnapshot]] = {}
-            async with self._db.session(self._scope) as session:
+            async with self.read() as session:
                 for (start, end), ids in by_range.items():
                     rows = await connections_domain.health_timelines(session, ids, start, end)
                     for connection_id in ids:
@@ -149,7 +159,7 @@ class Loaders:
         """A webhook delivery's attempts in order, one statement per batch."""
 
         async def batch(delivery_ids: list[str]) -> list[list[WebhookDeliveryAttempt]]:
-            async with self._db.session(self._scope) as session:
+            async with self.read() as session:
                 found = await attempts_for_deliveries(session, delivery_ids)
             return [found.get(i, []) for i in delivery_ids]
 

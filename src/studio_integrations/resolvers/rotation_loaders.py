@@ -16,16 +16,15 @@ from strawberry.dataloader import DataLoader
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import CredentialRotation, IntegrationRun
 from studio_integrations.persistence.rotations import RotationRepository
-from studio_integrations.resolvers.loaders import Loaders
+from studio_integrations.resolvers.loaders import Loaders, SessionOpener
 
 # (credential id, how many of its newest rotations)
 RotationsKey = tuple[str, int]
 
 
 class RotationLoaders:
-    def __init__(self, db: Database, scope: TenantScope) -> None:
-        self._db = db
-        self._scope = scope
+    def __init__(self, read: SessionOpener) -> None:
+        self._read = read
         self.rotations_by_credential: DataLoader[RotationsKey, list[CredentialRotation]] = (
             DataLoader(load_fn=self._rotations)
         )
@@ -38,7 +37,7 @@ class RotationLoaders:
         for credential_id, limit in keys:
             by_limit[limit].append(credential_id)
         found: dict[RotationsKey, list[CredentialRotation]] = {}
-        async with self._db.session(self._scope) as session:
+        async with self._read() as session:
             for limit, ids in by_limit.items():
                 rows = await RotationRepository(session).for_credentials(ids, limit)
                 for credential_id in ids:
@@ -46,7 +45,7 @@ class RotationLoaders:
         return [found[k] for k in keys]
 
     async def _runs(self, rotation_ids: list[str]) -> list[list[IntegrationRun]]:
-        async with self._db.session(self._scope) as session:
+        async with self._read() as session:
             found = await RotationRepository(session).runs_for(rotation_ids)
         return [found.get(i, []) for i in rotation_ids]
 
@@ -58,5 +57,5 @@ def rotation_loaders(loaders: Loaders, db: Database, scope: TenantScope) -> Rota
     """The rotation loaders of the request whose ``Loaders`` these are."""
     found = _BY_REQUEST.get(loaders)
     if found is None:
-        found = _BY_REQUEST[loaders] = RotationLoaders(db, scope)
+        found = _BY_REQUEST[loaders] = RotationLoaders(loaders.read)
     return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,9 @@ class StudioContext:
     # Set by Strawberry from the graphql-transport-ws ``connection_init`` payload.
     connection_params: dict[str, Any] | None = None
     _loaders: Loaders | None = field(default=None, repr=False)
+    _session: AsyncSession | None = field(default=None, repr=False)
+    _session_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _session_writes: int = field(default=0, repr=False)
 
     def require_principal(self) -> Principal:
         if self.principal is None:
@@ -46,14 +50,32 @@ class StudioContext:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A short tenant-scoped session for one resolver (sessions are not shared across
-        concurrently running resolvers)."""
-        async with self.services.db.session(self.scope) as session:
-            yield session
+        """The request's read-only, tenant-scoped session: one per HTTP request (one pool
+        checkout, one snapshot), taken in turns by resolvers and loaders (a session serves
+        one statement at a time), closed by ``close()`` at the end of the request. WebSocket
+        contexts live as long as the socket, so they read in short sessions instead. Never
+        nest ``read()`` blocks, nor await a DataLoader inside one."""
+        if isinstance(self.request, WebSocket):
+            async with self.services.db.read_session(self.scope) as session:
+                yield session
+            return
+        db = self.services.db
+        async with self._session_lock:
+            if self._session is not None and self._session_writes != db.writes:
+                # Something was written since its snapshot began (this request's own
+                # writes included, e.g. a second mutation): read in a fresh snapshot.
+                await self._session.close()
+                self._session = None
+            if self._session is None:
+                self._session_writes = db.writes
+                self._session = db.read_session(self.scope)
+            yield self._session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """One tenant-scoped transaction for one governed action."""
+        """One tenant-scoped transaction for one governed action. The request's read
+        session ends first, so what is read afterwards sees the write."""
+        await self.close()
         async with self.services.db.transaction(self.scope) as session:
             yield session
 
@@ -62,12 +84,19 @@ class StudioContext:
         its own (``subscriptions.execution``), so nothing is cached across events."""
         return replace(self, _loaders=None)
 
+    async def close(self) -> None:
+        """Ends the request's read session (the view calls it when the response is made)."""
+        async with self._session_lock:
+            session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
     @property
     def loaders(self) -> Loaders:
         """DataLoaders for this HTTP request, or for one subscription event (``for_event``):
         a WebSocket's context lives as long as the socket."""
         if self._loaders is None:
-            self._loaders = Loaders(self.services.db, self.scope)
+            self._loaders = Loaders(self.services.db, self.scope, read=self.read)
         return self._loaders
 
 

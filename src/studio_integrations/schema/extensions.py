@@ -14,6 +14,7 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -122,14 +123,22 @@ def _with_code(error: GraphQLError) -> GraphQLError:
     return error
 
 
+# The depth and alias limits' validation rules, made once. Strawberry's limiters build a new
+# rule class per instance, and the validation cache's key holds the rule classes: with a
+# limiter per operation, every operation missed the cache and was validated again.
+_LIMIT_RULES = (
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+)
+
+
 def schema_extensions() -> list[Callable[[], SchemaExtension]]:
     return [
         OperationTelemetry,  # first: its span holds parsing, validation and execution
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: AddValidationRules(list(_LIMIT_RULES)),
         # Cost estimate, rate limits, introspection and HTTP-subscription refusals; runs
         # after validation, before execution (settings from the context's services).
         OperationLimits,

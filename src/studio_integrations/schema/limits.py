@@ -272,10 +272,25 @@ class _NulLiteralFinder(Visitor):
 
 
 def find_nul_literal(document: DocumentNode) -> str | None:
-    """``"a string literal of the document"`` when one holds U+0000 (block strings too)."""
+    """``"a string literal of the document"`` when one holds U+0000 (block strings too).
+
+    Remembered per document object: Strawberry's parser cache hands the same object back for
+    the same text, so a cached document is walked once, not on every request."""
+    hit = _NUL_SCANS.get(id(document))
+    if hit is not None and hit[0] is document:
+        return hit[1]
     finder = _NulLiteralFinder()
     visit(document, finder)
-    return "a string literal of the document" if finder.found else None
+    found = "a string literal of the document" if finder.found else None
+    _NUL_SCANS[id(document)] = (document, found)
+    if len(_NUL_SCANS) > _NUL_SCAN_CACHE_SIZE:
+        _NUL_SCANS.pop(next(iter(_NUL_SCANS)))
+    return found
+
+
+_NUL_SCAN_CACHE_SIZE = 512
+# id(document) -> (the document, kept so the id stays its own; the scan's result)
+_NUL_SCANS: dict[int, tuple[DocumentNode, str | None]] = {}
 
 
 def limit_error(message: str, code: str, **extensions: Any) -> GraphQLError:

@@ -68,6 +68,7 @@ from studio_integrations.schema.credentials import (
     CredentialConnection,
     RegisterCredentialPayload,
 )
+from studio_integrations.schema.execution import StudioExecutionContext
 from studio_integrations.schema.extensions import schema_extensions
 from studio_integrations.schema.health import (
     ExternalHealth,
@@ -399,7 +400,15 @@ class StudioSchema(strawberry.Schema):
             log.debug("graphql error: %s", error.message)
 
 
-def build_schema() -> strawberry.Schema:
+class FastEventScopedExecutor(EventScopedExecutor, StudioExecutionContext):
+    """Plain leaves read without graphql-core's completion walk (``schema.execution``), and
+    each subscription event executed with its own memo and context
+    (``subscriptions.execution``)."""
+
+
+def build_schema(*, fast_leaves: bool = True) -> strawberry.Schema:
+    """``fast_leaves=False``: graphql-core's own field execution throughout (the reference
+    the differential tests compare ``schema.execution`` against)."""
     return StudioSchema(
         query=Query,
         mutation=Mutation,
@@ -417,7 +426,7 @@ def build_schema() -> strawberry.Schema:
             WebhookDelivery,
         ],
         extensions=schema_extensions(),
-        execution_context_class=EventScopedExecutor,
+        execution_context_class=FastEventScopedExecutor if fast_leaves else EventScopedExecutor,
     )
 
 
