@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export STUDIO_STATE_DIR ?= .studio
 
-.PHONY: run test lint format bench schema migrate clean
+.PHONY: run test lint format bench schema migrate web clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/studio-integrations migrate
+
+# GraphiQL and the dashboard: web/ (npm, lock file) built by vite into the package's
+# web/static, which is committed; only needed after changing web/ or its dependencies.
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .studio studio.db studio.db-wal studio.db-shm .pytest_cache .mypy_cache .ruff_cache

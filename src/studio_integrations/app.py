@@ -36,6 +36,7 @@ from studio_integrations.schema.limits import StudioTransportWSHandler
 from studio_integrations.schema.schema import schema as default_schema
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
+from studio_integrations.web import graphiql_page, web_routes
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
             code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
             response = graphql_error_response(exc.status_code, code, exc.reason)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our GraphiQL 5 build, served from this host (Strawberry's page loads a CDN)."""
+        return graphiql_page()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -156,6 +161,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             WebSocketRoute("/graphql", gateway),
             # Providers authenticate by signature, not by bearer token (see ``inbound``).
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),
+            *web_routes(),
         ],
         lifespan=lifespan,
     )
