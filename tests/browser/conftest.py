@@ -8,10 +8,11 @@ keeps them as artifacts). Without the browser the tests skip locally and fail un
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import BrowserContext, Page, Route, async_playwright
 
+from tests.connections.conftest import fake, world  # noqa: F401  (fixtures)
+from tests.health.conftest import clock, prober  # noqa: F401  (fixtures)
 from tests.support.backends import unavailable
 
 CHROMIUM = os.environ.get("STUDIO_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -45,6 +48,15 @@ def artifacts_dir() -> Path:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _ARTIFACTS:
         terminalreporter.write_line(f"browser screenshots: {_ARTIFACTS[0]}")
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for server-side state that has no event to await (bounded)."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -126,9 +126,10 @@ function renderFailures(newId) {
     ...state.groups.map((g) =>
       el(
         'div',
-        { className: 'group', dataset: { category: g.category } },
+        { className: 'group', dataset: { category: g.category, count: g.count } },
         el('strong', {}, g.category),
-        `${g.count} failures · ${g.escalatedCount} escalated · ${g.unresolvedCount} unresolved · last ${time(g.lastSeenAt)}`,
+        `${g.count} ${g.count === 1 ? 'failure' : 'failures'} · ${g.escalatedCount} escalated · `
+          + `${g.unresolvedCount} unresolved · last ${time(g.lastSeenAt)}`,
       ),
     ),
   );
@@ -225,7 +226,12 @@ function subscribe(query, onData) {
         const payload = result.data && Object.values(result.data)[0];
         if (payload) onData(payload);
       },
-      error: (error) => showMessage(`Live updates stopped: ${error.message || error.reason || error}`),
+      // A closed socket is told by the client's `closed` handler; this is for the rest.
+      error: (error) => {
+        if (!(error && typeof error.code === 'number')) {
+          showMessage(`Live updates stopped: ${error.message || error}`);
+        }
+      },
       complete: () => {},
     },
   );
@@ -245,7 +251,8 @@ function connect() {
     connectionParams: { authorization: `Bearer ${token}` },
     lazy: false,
     retryAttempts: Infinity,
-    shouldRetry: () => true,
+    // A refused or expired token stays refused: wait for a new one instead of retrying.
+    shouldRetry: (event) => !(event && (event.code === 4401 || event.code === 4403)),
     retryWait: async (retries) => new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** retries, 10000))),
     on: {
       connecting: () => setLive('connecting', 'connecting…'),
