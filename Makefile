@@ -14,13 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo runs offline: its connections call the in-app sandbox provider on loopback, and
+# probes every 15 s make the dashboard show healthy, degraded and unhealthy within a minute.
+run: export STUDIO_DEMO_SANDBOX ?= true
+run: export STUDIO_ALLOW_LOOPBACK_TARGETS ?= true
+run: export STUDIO_PROBE_INTERVAL_SECONDS ?= 15
 run: $(STAMP)
 	$(BIN)/studio-integrations migrate
 	$(BIN)/studio-integrations seed-demo --tenant acme
 	@echo
-	@echo "GraphiQL:  http://$${STUDIO_HOST:-127.0.0.1}:$${STUDIO_PORT:-8000}/graphql"
-	@echo "Dev token (tenant acme, subject alice, all scopes) - paste into GraphiQL's headers as"
-	@echo '  {"Authorization": "Bearer <token>"}'
+	@echo "Dev token (tenant acme, subject alice, all scopes): paste it into the Token field"
+	@echo "of GraphiQL (/graphql) or the External Health dashboard (/dashboard)"
 	@echo
 	@$(BIN)/studio-integrations token --tenant acme --scopes all --subject alice --name "Alice (dev)"
 	@echo

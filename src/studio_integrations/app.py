@@ -31,6 +31,7 @@ from studio_integrations.errors import Unauthenticated
 from studio_integrations.events.trace import trace_id_from
 from studio_integrations.inbound import inbound_webhook
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
+from studio_integrations.sandbox import sandbox_routes
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.limits import StudioTransportWSHandler
 from studio_integrations.schema.schema import schema as default_schema
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             # Providers authenticate by signature, not by bearer token (see ``inbound``).
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),
             *web_routes(),
+            *(sandbox_routes() if settings.demo_sandbox else []),
         ],
         lifespan=lifespan,
     )

@@ -17,7 +17,10 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from studio_integrations.log_config import configure_logging
 
     configure_logging(settings.log_level)
-    print(f"GraphiQL: http://{settings.host}:{settings.port}/graphql", file=sys.stderr)
+    base = f"http://{settings.host}:{settings.port}"
+    if settings.graphiql_enabled:
+        print(f"GraphiQL: {base}/graphql", file=sys.stderr)
+    print(f"External Health dashboard: {base}/dashboard", file=sys.stderr)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
