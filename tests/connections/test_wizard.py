@@ -168,6 +168,16 @@ async def test_failed_test_on_establish_leaves_no_connection_in_the_lists(
     kept = data["node"]
     assert (kept["status"], kept["retiredReason"]) == ("RETIRED", "TEST_FAILED")
     assert [r["id"] for r in kept["runs"]["nodes"]] == [run["id"]]
+    # Its failure is in the feed, and cannot be re-tested: the attempt is retired.
+    data = await ok(
+        http,
+        "{ integrationFailures { nodes { runId viewerCan { retest } } } }",
+        {},
+        world.token,
+    )
+    assert data["integrationFailures"]["nodes"] == [
+        {"runId": run["id"], "viewerCan": {"retest": False}}
+    ]
     # … but no list shows it as a connection, whatever the filter.
     for flt in ({}, {"status": "ACTIVE"}, {"status": "RETIRED"}, {"search": "HR"}):
         data = await ok(http, CONNECTIONS, {"filter": flt}, world.token)
