@@ -114,8 +114,20 @@ function renderConnections(changedId) {
   if (!state.connections.length) body.append(el('tr', {}, el('td', { colspan: 7, className: 'empty' }, 'No live connections.')));
 }
 
+const NODE_FIELDS = {
+  run: `... on IntegrationRun {
+      kind status httpStatus latencyMs errorCategory errorMessage externalRef startedAt
+      attempts { number httpStatus latencyMs errorCategory errorMessage externalRef }
+    }`,
+  delivery: `... on WebhookDelivery {
+      direction status eventType attemptCount nextAttemptAt
+      attempts { number attemptedAt urlHost httpStatus latencyMs errorCategory errorMessage }
+      viewerCan { replay }
+    }`,
+};
+
 function nodeLink(id, label) {
-  const query = `{\n  node(id: "${id}") {\n    id\n    __typename\n  }\n}\n`;
+  const query = `{\n  node(id: "${id}") {\n    id\n    ${NODE_FIELDS[label]}\n  }\n}\n`;
   return el('a', { href: `/graphql#query=${encodeURIComponent(query)}`, title: `open ${id} in GraphiQL` }, label);
 }
 
