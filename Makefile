@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export STUDIO_STATE_DIR ?= .studio
 
-.PHONY: run test lint format bench schema migrate clean
+.PHONY: run test lint format bench schema migrate web clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo runs offline: its connections call the in-app sandbox provider on loopback, and
+# probes every 15 s make the dashboard show healthy, degraded and unhealthy within a minute.
+run: export STUDIO_DEMO_SANDBOX ?= true
+run: export STUDIO_ALLOW_LOOPBACK_TARGETS ?= true
+run: export STUDIO_PROBE_INTERVAL_SECONDS ?= 15
 run: $(STAMP)
 	$(BIN)/studio-integrations migrate
 	$(BIN)/studio-integrations seed-demo --tenant acme
 	@echo
-	@echo "GraphiQL:  http://$${STUDIO_HOST:-127.0.0.1}:$${STUDIO_PORT:-8000}/graphql"
-	@echo "Dev token (tenant acme, subject alice, all scopes) - paste into GraphiQL's headers as"
-	@echo '  {"Authorization": "Bearer <token>"}'
+	@echo "Dev token (tenant acme, subject alice, all scopes): paste it into the Token field"
+	@echo "of GraphiQL (/graphql) or the External Health dashboard (/dashboard)"
 	@echo
 	@$(BIN)/studio-integrations token --tenant acme --scopes all --subject alice --name "Alice (dev)"
 	@echo
@@ -49,6 +53,11 @@ bench: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/studio-integrations migrate
+
+# GraphiQL and the dashboard: web/ (npm, lock file) built by vite into the package's
+# web/static, which is committed; only needed after changing web/ or its dependencies.
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .studio studio.db studio.db-wal studio.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -62,6 +62,7 @@ from studio_integrations.persistence.documents import DocumentStore
 from studio_integrations.rest.idempotency import IdempotencyGuard
 from studio_integrations.rest.metrics import METRICS_PATH, metrics_endpoint
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
+from studio_integrations.sandbox import sandbox_routes
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.extensions import SERVICE_UNAVAILABLE
 from studio_integrations.schema.schema import schema as default_schema
@@ -70,6 +71,7 @@ from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.cohorts import CohortTransportWSHandler
 from studio_integrations.telemetry.asgi import RequestTelemetry
 from studio_integrations.telemetry.tracing import configure_tracing
+from studio_integrations.web import graphiql_page, web_routes
 
 # The share of SHUTDOWN_GRACE_SECONDS that requests in flight get when the server stops.
 REQUEST_GRACE_SHARE = 0.3
@@ -188,6 +190,10 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
             return orjson.dumps(data).decode()
         except orjson.JSONEncodeError:
             return json.dumps(data, separators=(",", ":"))
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our GraphiQL 5 build, served from this host (Strawberry's page loads a CDN)."""
+        return graphiql_page()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -345,7 +351,9 @@ def create_app(
             [Route(METRICS_PATH, metrics_endpoint(services), methods=["GET"])]
             if settings.metrics_enabled
             else []
-        ),
+        )
+        + web_routes()
+        + (sandbox_routes() if settings.demo_sandbox else []),
         lifespan=lifespan,
         middleware=[
             # Outermost: every request gets its trace, a metric sample and a log line.

@@ -21,7 +21,10 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from studio_integrations.log_config import configure_logging
 
     configure_logging(settings.log_level)
-    print(f"GraphiQL: http://{settings.host}:{settings.port}/graphql", file=sys.stderr)
+    base = f"http://{settings.host}:{settings.port}"
+    if settings.graphiql_enabled:
+        print(f"GraphiQL: {base}/graphql", file=sys.stderr)
+    print(f"External Health dashboard: {base}/dashboard", file=sys.stderr)
     uvicorn.run(
         create_app(settings, freeze_gc=True),
         host=settings.host,
@@ -145,7 +148,14 @@ def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     name, version = ref.rsplit("/", 1)
-    print(f"reference: {name}\nversion: {version}\nid: {ref}")
+    print(f"reference: {name}\nversion: {version}\nid: {ref}\ntenant: {args.tenant or 'none'}")
+    if not args.tenant:
+        print(
+            f"warning: {args.name} is not tagged with a tenant, so no tenant can use it: "
+            "registerCredential answers SECRET_NOT_FOUND for it. Run again with --tenant T "
+            f"(or tag the version {TENANT_TAG}=T in the vault).",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -240,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     secret_set.add_argument(
         "--tenant",
         default=None,
-        help="the tenant that may bind the secret (tags the version studio-tenant=TENANT)",
+        help="the tenant that may bind the secret (tags the version studio-tenant=TENANT); "
+        "without it no tenant can use the secret",
     )
     secret_set.set_defaults(handler=_secret_set)
 

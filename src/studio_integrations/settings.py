@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
 
     allow_loopback_targets: bool = False
+    # The demo's sandbox provider at /sandbox (domain/demo.py, sandbox.py); make run turns it on.
+    demo_sandbox: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -183,6 +183,7 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
     ]
     bodies: list[Any] = []
     connection_ids: list[str] = []
+    attempt_ids: list[str] = []  # failed establish attempts: never listed, read by id
     json_lines = io.StringIO()
     rendered = logging.StreamHandler(json_lines)
     rendered.setFormatter(log_formatter(json=True))
@@ -249,7 +250,7 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
             assert [e["code"] for e in data["establishConnection"]["userErrors"]] == [
                 "CONNECTION_TEST_FAILED"
             ]
-            connection_ids.append(data["establishConnection"]["connection"]["id"])
+            attempt_ids.append(data["establishConnection"]["testRun"]["connectionId"])
 
         # Read back everything: every field of every connection, run and attempt, the audit
         # log, and the other lists a Studio page shows.
@@ -269,7 +270,7 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
         bodies.append(listing)
         run_ids = [r["id"] for n in nodes for r in n["runs"]["nodes"]]
         run_fields = select_all.of("IntegrationRun", ("IntegrationRun",))
-        for node_id in connection_ids + run_ids:
+        for node_id in connection_ids + attempt_ids + run_ids:
             fragment = "IntegrationConnection" if node_id.startswith("conn_") else "IntegrationRun"
             fields = connection_fields if fragment == "IntegrationConnection" else run_fields
             body = await gql(
@@ -279,6 +280,8 @@ async def test_no_secret_reaches_a_response_event_row_or_log(
             )
             assert "errors" not in body, body
             bodies.append(body)
+            if node_id in attempt_ids:
+                nodes.append(body["data"]["node"])
         audit = await gql(
             http,
             f"{{ auditEvents(first: 100) {{ nodes {{ {select_all.of('AuditEvent', ('AuditEvent',))} }} }} }}",

@@ -59,6 +59,9 @@ async def seed_demo(settings: Settings, tenant: str = "acme") -> tuple[str, str]
         STUDIO_DATABASE_URL=settings.database_url,
         STUDIO_STATE_DIR=str(settings.state_dir),
         STUDIO_MASTER_KEY=settings.master_key.get_secret_value(),
+        # As make run: the demo connections call the in-app sandbox on loopback.
+        STUDIO_ALLOW_LOOPBACK_TARGETS="true",
+        STUDIO_DEMO_SANDBOX="true",
         # No route out: seeding must not need the network.
         HTTPS_PROXY="http://127.0.0.1:9",
         HTTP_PROXY="http://127.0.0.1:9",
@@ -116,7 +119,7 @@ async def test_seed_demo_is_idempotent_and_served(
     assert "0 secrets, 0 credentials and 0 connections created" in second_err
 
     async with serve(create_app(settings)) as live:
-        await stop_prober(live.services)  # it would try to reach the demo hosts
+        await stop_prober(live.services)  # it would probe the demo connections
         vault = live.services.vault
         token = make_token(tenant="acme")
         async with httpx.AsyncClient(base_url=live.url, timeout=10) as http:
@@ -131,9 +134,9 @@ async def test_seed_demo_is_idempotent_and_served(
             values.append(secret.value)
 
     assert [(n["name"], n["provider"]["key"], n["authMode"]) for n in nodes] == [
-        ("Braze campaigns (US)", "braze", "BEARER_TOKEN"),
-        ("Deputy rostering (AU)", "deputy", "BEARER_TOKEN"),
-        ("Twilio SMS alerts", "twilio", "BASIC"),
+        ("Braze campaigns (US)", "braze-sandbox", "BEARER_TOKEN"),
+        ("Deputy rostering (AU)", "deputy-sandbox", "BEARER_TOKEN"),
+        ("Twilio SMS alerts", "twilio-sandbox", "BASIC"),
     ]
     for node in nodes:
         assert node["status"] in ("ACTIVE", "DEGRADED")
@@ -143,7 +146,7 @@ async def test_seed_demo_is_idempotent_and_served(
         schema = node["provider"]["configurationSchema"]
         assert list(Draft202012Validator(schema).iter_errors(node["configuration"])) == []
         refs = {r["externalRef"] for r in node["runs"]["nodes"]}
-        key = node["provider"]["key"]
+        key = node["provider"]["key"].removesuffix("-sandbox")
         assert f"{key}-200-b" in {ref.removeprefix("demo-") for ref in refs if ref}
         assert all(a["number"] >= 1 for r in node["runs"]["nodes"] for a in r["attempts"])
     # (The server's prober may already have added a probe of its own: pick the demo's.)

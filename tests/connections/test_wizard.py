@@ -143,7 +143,7 @@ async def test_wizard_establish_test_detail_retire(
     assert (health["circuitState"], health["runKind"]) == ("CLOSED", "TEST")
 
 
-async def test_failed_test_on_establish_leaves_no_active_connection(
+async def test_failed_test_on_establish_leaves_no_connection_in_the_lists(
     services: Services, http: httpx.AsyncClient, world: World
 ) -> None:
     world.accepted.clear()  # the provider refuses the key
@@ -162,11 +162,26 @@ async def test_failed_test_on_establish_leaves_no_active_connection(
         "AUTHENTICATION",
         401,
     )
-    kept = payload["connection"]
+    assert payload["connection"] is None  # nothing was established
+    # The attempt is kept with its run for diagnosis, reachable from the answer's run …
+    data = await ok(http, NODE, {"id": run["connectionId"]}, world.token)
+    kept = data["node"]
     assert (kept["status"], kept["retiredReason"]) == ("RETIRED", "TEST_FAILED")
-
-    data = await ok(http, CONNECTIONS, {"filter": {"status": "ACTIVE"}}, world.token)
-    assert data["integrationConnections"]["nodes"] == []
+    assert [r["id"] for r in kept["runs"]["nodes"]] == [run["id"]]
+    # Its failure is in the feed, and cannot be re-tested: the attempt is retired.
+    data = await ok(
+        http,
+        "{ integrationFailures { nodes { runId viewerCan { retest } } } }",
+        {},
+        world.token,
+    )
+    assert data["integrationFailures"]["nodes"] == [
+        {"runId": run["id"], "viewerCan": {"retest": False}}
+    ]
+    # … but no list shows it as a connection, whatever the filter.
+    for flt in ({}, {"status": "ACTIVE"}, {"status": "RETIRED"}, {"search": "HR"}):
+        data = await ok(http, CONNECTIONS, {"filter": flt}, world.token)
+        assert data["integrationConnections"]["nodes"] == [], flt
 
     # The same name can be established once the provider accepts the key.
     world.accepted.add(GOOD_KEY)

@@ -44,7 +44,7 @@ async def test_base_urls_the_egress_policy_refuses_are_refused_at_save(
         client(server) as http,
     ):
         token = make_token()
-        before = await registry_counts(server)
+        before = await registry_counts(server.services)
         for url in REFUSED:
             body = await gql(
                 http,
@@ -62,7 +62,7 @@ async def test_base_urls_the_egress_policy_refuses_are_refused_at_save(
             assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [
                 ("input.baseUrl", "EGRESS_REFUSED")
             ], (url, payload)
-        assert await registry_counts(server) == before
+        assert await registry_counts(server.services) == before
         schema = {
             "type": "object",
             "properties": {n: {"type": "string"} for n in ("install", "geo", "host", "port")},

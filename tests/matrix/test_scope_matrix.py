@@ -42,6 +42,8 @@ VIEWER_CAN_ACTIONS: dict[tuple[str, str], str] = {
     ("ProviderViewerCan", "registerApiClient"): "registerApiClient",
     ("WebhookSubscriptionViewerCan", "update"): "updateWebhookSubscription",
     ("WebhookSubscriptionViewerCan", "rotateSigningSecret"): "rotateWebhookSigningSecret",
+    ("WebhookDeliveryViewerCan", "replay"): "replayWebhookDelivery",
+    ("IntegrationFailureViewerCan", "retest"): "testConnection",
 }
 
 pytestmark = MATRIX
@@ -197,6 +199,8 @@ async def test_object_viewer_can_agrees_with_the_guards(world: World) -> None:
         "CredentialViewerCan": "Credential",
         "ProviderViewerCan": "Provider",
         "WebhookSubscriptionViewerCan": "WebhookSubscription",
+        "WebhookDeliveryViewerCan": "WebhookDelivery",
+        "IntegrationFailureViewerCan": "IntegrationFailure",
     }
     tw = world.a
     for (can_type, flag), action in VIEWER_CAN_ACTIONS.items():

@@ -106,6 +106,27 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     )
 
 
+# Why a token was refused, in our words: PyJWT's own messages describe its internals
+# ("Invalid header padding", "Invalid payload string: 'utf-8' codec can't decode …").
+_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidAlgorithmError, "algorithm not allowed"),
+    (jwt.DecodeError, "malformed"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.ImmatureSignatureError, "not valid yet"),
+    (jwt.InvalidIssuedAtError, "issued in the future"),
+)
+
+
+def invalid_token(exc: jwt.InvalidTokenError) -> Unauthenticated:
+    """The 401 for a token PyJWT refused, without PyJWT's internal wording."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return Unauthenticated(f"invalid token: no '{exc.claim}' claim")
+    reason = next((text for kind, text in _REFUSALS if isinstance(exc, kind)), None)
+    return Unauthenticated(f"invalid token: {reason}" if reason else "invalid token")
+
+
 def _decode(
     token: str, key: Any, algorithms: list[str], settings_issuer: str, aud: str
 ) -> dict[str, Any]:
@@ -122,7 +143,7 @@ def _decode(
     except jwt.ExpiredSignatureError as exc:
         raise Unauthenticated("token expired") from exc
     except jwt.InvalidTokenError as exc:
-        raise Unauthenticated(f"invalid token: {exc}") from exc
+        raise invalid_token(exc) from exc
     except (OverflowError, ValueError, TypeError) as exc:
         # PyJWT converts exp/iat/nbf with int(): 1e400 (JSON's inf) overflows.
         raise Unauthenticated("invalid token: a time claim is out of range") from exc
@@ -181,7 +202,7 @@ class JwksTokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
-            raise Unauthenticated(f"invalid token: {exc}") from exc
+            raise invalid_token(exc) from exc
         if header.get("alg") not in ASYMMETRIC_ALGORITHMS:
             raise Unauthenticated("token algorithm not allowed")
         kid = header.get("kid")

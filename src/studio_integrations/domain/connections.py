@@ -8,11 +8,12 @@ Governed actions (each audited through ``emit_event``):
   accepts, the inbound signing secret (optional) is one of the tenant's vault secrets, and the
   name is unique among the project's live connections. With ``run_test`` the provider's
   verification request runs live first. A passing (or skipped) test leaves an ACTIVE
-  connection and ``IntegrationConnectionEstablished``. A failing test leaves no ACTIVE
-  connection: the attempt is kept as a RETIRED connection (``retiredReason`` TEST_FAILED)
-  holding the recorded run, with ``IntegrationConnectionTested`` and
-  ``IntegrationFailureRaised``, and the payload carries the run and a
-  ``CONNECTION_TEST_FAILED`` userError. Establishing again creates a new connection.
+  connection and ``IntegrationConnectionEstablished``. A failing test establishes nothing:
+  the payload has no connection, the recorded run (``testRun``) and a
+  ``CONNECTION_TEST_FAILED`` userError. The attempt is kept for diagnosis as a RETIRED
+  connection (``retiredReason`` TEST_FAILED, reachable from the run's ``connectionId``)
+  holding the run, with ``IntegrationConnectionTested`` and ``IntegrationFailureRaised``,
+  but no list shows it. Establishing again creates a new connection.
 - ``update_connection``: name, configuration and ``inboundSigningSecretRef``, checked as above;
   ``IntegrationConnectionUpdated`` with the names of the changed fields.
 - ``run_connection_test`` (``testConnection``): one live TEST run, recorded with every
@@ -89,6 +90,7 @@ from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.connections import (
+    TEST_FAILED_REASON,
     ConnectionFilter,
     ConnectionRepository,
     ConnectionSort,
@@ -124,7 +126,7 @@ MAX_CONFIGURATION_ERRORS = 10
 # How many runs a connection list shows per connection (``runs(first:)`` in a list).
 MAX_RUNS_PER_CONNECTION = 100
 PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-TEST_FAILED: Final = "TEST_FAILED"
+TEST_FAILED: Final = TEST_FAILED_REASON
 
 
 class _Keep:
@@ -708,7 +710,7 @@ async def establish_connection(
                 field="input.runTest",
                 code="CONNECTION_TEST_FAILED",
             )
-            return RunResult(connection=connection, run=run, error=error)
+            return RunResult(connection=None, run=run, error=error)
         emit_event(
             session,
             ctx,

@@ -3,8 +3,17 @@
 Idempotent: running it again changes nothing that is already there. Each area adds its own
 seeder to ``SEEDERS``.
 
-``seed_connections`` gives the demo tenant a few credentials and connections against the
-catalogue (Deputy, Braze, Twilio), so GraphiQL has something to show:
+``seed_connections`` gives the demo tenant a few credentials and connections, so GraphiQL and
+the dashboard have something to show, alive without the internet:
+
+- the connections call a *sandbox* copy of a catalogue provider (Deputy, Braze, Twilio: same
+  auth, verification request and configuration schema, registered for the tenant as
+  ``<key>-sandbox``) whose base URL is this service's own ``/sandbox/<scenario>`` (served
+  when ``STUDIO_DEMO_SANDBOX`` is on; ``make run`` turns it on with
+  ``STUDIO_ALLOW_LOOPBACK_TARGETS``, which the egress policy needs for a loopback target).
+  The scenarios make the health prober's real behaviour show every state: Deputy answers
+  every call (HEALTHY), Braze rate-limits every third (DEGRADED), Twilio is down (UNHEALTHY,
+  circuit OPEN, its failure group ESCALATED);
 
 - each credential's secret is a random value written straight into the configured vault
   (local or Azure Key Vault) through the ``SecretStore``, tagged with the tenant like any
@@ -30,9 +39,8 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 
-from studio_integrations.domain.catalogue import load_catalogue
+from studio_integrations.domain.catalogue import load_catalogue, read_catalogue
 from studio_integrations.domain.connections import (
     ConnectionDefinition,
     establish_connection,
@@ -53,11 +61,12 @@ from studio_integrations.domain.enums import (
     RunKind,
 )
 from studio_integrations.domain.provider_calls import CallAttempt, CallOutcome, ProviderCaller
+from studio_integrations.domain.providers import ProviderDefinition, register_provider
 from studio_integrations.events.trace import new_trace_id
 from studio_integrations.persistence.connections import ConnectionRepository
 from studio_integrations.persistence.credentials import CredentialRepository
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
-from studio_integrations.persistence.models import Provider
+from studio_integrations.persistence.providers import ProviderRepository
 from studio_integrations.persistence.types import utcnow
 from studio_integrations.settings import Settings
 from studio_integrations.vault.base import SecretNotFound, SecretStore
@@ -74,6 +83,40 @@ async def seed_catalogue(db: Database, _settings: Settings, _tenant_id: str) -> 
     return [(await load_catalogue(db)).summary()]
 
 
+# --- The sandbox the demo connections call ------------------------------------------------
+
+SANDBOX_PATH = "/sandbox"
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxScenario:
+    """How the sandbox answers one demo connection's calls (served by ``sandbox.py``)."""
+
+    name: str
+    fail_every: int  # 0: never; n: the 1st, (n+1)th, (2n+1)th … call fails
+    failure_status: int
+    latency_ms: tuple[float, float]
+
+
+SANDBOX_SCENARIOS: dict[str, SandboxScenario] = {
+    s.name: s
+    for s in (
+        SandboxScenario("healthy", fail_every=0, failure_status=200, latency_ms=(40, 120)),
+        # A third of the calls rate limited: DEGRADED (error rate ≥ 10 %), never 3 in a row.
+        SandboxScenario("flaky", fail_every=3, failure_status=429, latency_ms=(150, 400)),
+        # Down: DEGRADED at once, UNHEALTHY after 3 probes, circuit OPEN after 5.
+        SandboxScenario("failing", fail_every=1, failure_status=503, latency_ms=(20, 60)),
+    )
+}
+
+
+def sandbox_base_url(settings: Settings) -> str:
+    """Where this service serves the sandbox, as its own prober reaches it."""
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}{SANDBOX_PATH}"
+
+
 # --- Demo credentials and connections ----------------------------------------------------
 
 
@@ -85,6 +128,7 @@ class DemoConnection:
     auth_mode: AuthMode
     configuration: Callable[[str], dict[str, Any]] = field(repr=False)
     value: Callable[[dict[str, Any]], str] = field(repr=False)
+    scenario: str = "healthy"  # how the sandbox answers it (SANDBOX_SCENARIOS)
     flaky: bool = False  # its first recorded probe was rate limited
 
 
@@ -108,6 +152,7 @@ DEMO_CONNECTIONS: tuple[DemoConnection, ...] = (
         auth_mode=AuthMode.BEARER_TOKEN,
         configuration=lambda _slug: {"restEndpoint": "rest.iad-01.braze.com"},
         value=lambda _config: secrets.token_urlsafe(27),
+        scenario="flaky",
         flaky=True,
     ),
     DemoConnection(
@@ -117,6 +162,7 @@ DEMO_CONNECTIONS: tuple[DemoConnection, ...] = (
         auth_mode=AuthMode.BASIC,
         configuration=lambda slug: {"accountSid": _twilio_sid(slug)},
         value=lambda config: f"{config['accountSid']}:{secrets.token_hex(16)}",
+        scenario="failing",
     ),
 )
 
@@ -138,6 +184,43 @@ async def _ensure_secret(vault: SecretStore, name: str, tenant_id: str, value: s
         return False
     await vault.set_secret(name, value, tags={TENANT_TAG: tenant_id})
     return True
+
+
+async def _ensure_sandbox_provider(
+    db: Database, ctx: ActionContext, settings: Settings, demo: DemoConnection
+) -> str | None:
+    """The tenant's sandbox copy of the demo's catalogue provider (its id), made once."""
+    key = f"{demo.provider_key}-sandbox"
+    scope = TenantScope.of(ctx.tenant_id)
+    async with db.session(scope) as session:
+        existing = [p for p in await ProviderRepository(session).by_key(key) if p.tenant_id]
+    if existing:
+        return existing[0].id
+    entry = next(
+        (e.provider for e in read_catalogue().entries if e.provider.key == demo.provider_key),
+        None,
+    )
+    if entry is None:  # not in this catalogue: nothing to imitate
+        return None
+    async with db.transaction(scope) as session:
+        provider = await register_provider(
+            session,
+            ctx,
+            definition=ProviderDefinition(
+                key=key,
+                name=f"{entry.name} (sandbox)",
+                category=entry.category,
+                capabilities=entry.capabilities,
+                auth_modes=entry.auth_modes,
+                base_url=f"{sandbox_base_url(settings)}/{demo.scenario}",
+                verification=entry.verification,
+                configuration_schema=entry.configuration_schema,
+                description=f"The demo's stand-in for {entry.name}, served by this service.",
+                latency_threshold_ms=entry.latency_threshold_ms,
+                auth_scheme=entry.auth_scheme,
+            ),
+        )
+        return provider.id
 
 
 async def _ensure_credential(
@@ -226,7 +309,14 @@ def _demo_runs(ref_prefix: str, *, flaky: bool) -> list[tuple[CallOutcome, Any]]
 
 
 async def seed_connections(db: Database, settings: Settings, tenant_id: str) -> list[str]:
-    """Demo credentials (random values in the configured vault) and connections, with runs."""
+    """Demo credentials (random values in the configured vault) and connections to the
+    sandbox, with runs."""
+    if not settings.allow_loopback_targets:
+        return [
+            f"demo connections for tenant {tenant_id}: skipped, their sandbox provider is on "
+            "loopback; set STUDIO_ALLOW_LOOPBACK_TARGETS=true and STUDIO_DEMO_SANDBOX=true "
+            "(make run does)"
+        ]
     slug = _slug(tenant_id)
     scope = TenantScope.of(tenant_id)
     ctx = ActionContext(tenant_id=tenant_id, actor=DEMO_ACTOR, trace_id=new_trace_id())
@@ -237,13 +327,8 @@ async def seed_connections(db: Database, settings: Settings, tenant_id: str) -> 
     caller = ProviderCaller(http, allow_loopback=settings.allow_loopback_targets)
     created = {"secrets": 0, "credentials": 0, "connections": 0}
     try:
-        async with db.session(scope) as session:
-            rows = await session.execute(
-                select(Provider.key, Provider.id).where(Provider.tenant_id.is_(None))
-            )
-            providers = dict(rows.tuples().all())
         for demo in DEMO_CONNECTIONS:
-            provider_id = providers.get(demo.provider_key)
+            provider_id = await _ensure_sandbox_provider(db, ctx, settings, demo)
             if provider_id is None:  # not in this catalogue: nothing to connect to
                 continue
             configuration = demo.configuration(slug)

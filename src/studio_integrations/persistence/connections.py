@@ -29,6 +29,9 @@ from studio_integrations.persistence.repository import Page, PageRequest, Tenant
 
 # A health timeline answers at most this many snapshots (the newest of the range).
 MAX_TIMELINE_POINTS = 1000
+# The retired reason of an establish attempt whose live test failed: kept (with its run) for
+# diagnosis, never listed as a connection.
+TEST_FAILED_REASON = "TEST_FAILED"
 
 
 class ConnectionSortField(StrEnum):
@@ -58,7 +61,12 @@ class ConnectionRepository(TenantRepository[IntegrationConnection]):
     async def search(
         self, flt: ConnectionFilter, sort: ConnectionSort, page: PageRequest
     ) -> Page[IntegrationConnection]:
-        stmt = self.select()
+        stmt = self.select().where(
+            or_(
+                IntegrationConnection.retired_reason.is_(None),
+                IntegrationConnection.retired_reason != TEST_FAILED_REASON,
+            )
+        )
         if flt.provider_category is not None:
             stmt = stmt.join(Provider, Provider.id == IntegrationConnection.provider_id).where(
                 Provider.category == flt.provider_category.value

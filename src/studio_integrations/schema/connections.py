@@ -433,8 +433,13 @@ class RetireConnectionInput:
 
 @strawberry.type
 class EstablishConnectionPayload:
-    connection: IntegrationConnection | None
-    test_run: IntegrationRun | None
+    connection: IntegrationConnection | None = strawberry.field(
+        description="The new connection; null when its live test failed (nothing is established)."
+    )
+    test_run: IntegrationRun | None = strawberry.field(
+        description="The live test, also when it failed: then its `connectionId` is the failed "
+        "attempt, kept (RETIRED, TEST_FAILED) for diagnosis and never listed."
+    )
     user_errors: list[UserError]
 
 

@@ -13,10 +13,11 @@ import strawberry
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.guards import requires
-from studio_integrations.auth.scopes import Scope
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.domain import health as domain
 from studio_integrations.domain.enums import (
     CircuitState,
+    ConnectionStatus,
     EscalationStatus,
     FailureCategory,
     HealthStatus,
@@ -168,6 +169,15 @@ class ExternalHealthFilter:
 # --- integrationFailures ------------------------------------------------------------------
 
 
+@strawberry.type(description="Which actions the viewer may take on a failure.")
+class IntegrationFailureViewerCan:
+    retest: bool = strawberry.field(
+        description="Test its connection again (testConnection): false when the failure has "
+        "no connection or the connection is retired. A delivery failure's replay is its "
+        "`delivery { viewerCan { replay } }`."
+    )
+
+
 @strawberry.type(
     description="A failed run or delivery. Failures of one connection and category form a "
     "group; a group reaching the escalation threshold is ESCALATED, and is RESOLVED when the "
@@ -234,6 +244,17 @@ class IntegrationFailure(Node):
         loader = _loaders(self.loaders, info).by_id(DeliveryRow)
         row = await loader.load(str(self.delivery_id))
         return None if row is None else WebhookDelivery.from_row(row)
+
+    @strawberry.field
+    async def viewer_can(self, info: Info) -> IntegrationFailureViewerCan:
+        principal = info.context.require_principal()
+        if not principal.has(ACTION_SCOPES["testConnection"]) or self.connection_id is None:
+            return IntegrationFailureViewerCan(retest=False)
+        loader = _loaders(self.loaders, info).by_id(ConnectionRow)
+        row = await loader.load(str(self.connection_id))
+        return IntegrationFailureViewerCan(
+            retest=row is not None and row.status != ConnectionStatus.RETIRED
+        )
 
     @classmethod
     def from_row(cls, row: FailureRow) -> IntegrationFailure:

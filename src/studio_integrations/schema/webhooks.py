@@ -171,6 +171,14 @@ class WebhookSubscription(Node):
 WebhookSubscriptionConnection = Connection[WebhookSubscription]
 
 
+@strawberry.type(description="Which of its own actions the viewer may perform on a delivery.")
+class WebhookDeliveryViewerCan:
+    replay: bool = strawberry.field(
+        description="False for inbound deliveries and those of no subscription: only an "
+        "outbound delivery can be sent again."
+    )
+
+
 @strawberry.type(description="One webhook message, outbound (to a subscription) or inbound.")
 class WebhookDelivery(Node):
     direction: DeliveryDirection
@@ -229,6 +237,14 @@ class WebhookDelivery(Node):
             return None
         row = await info.context.loaders.by_id(DeliveryRow).load(str(self.replay_of_id))
         return None if row is None else WebhookDelivery.from_row(row)
+
+    @strawberry.field
+    def viewer_can(self, info: Info) -> WebhookDeliveryViewerCan:
+        principal = info.context.require_principal()
+        replayable = self.direction is DeliveryDirection.OUTBOUND and self.subscription_id
+        return WebhookDeliveryViewerCan(
+            replay=bool(replayable) and principal.has(ACTION_SCOPES["replayWebhookDelivery"])
+        )
 
     @strawberry.field
     async def subscription(self, info: Info) -> WebhookSubscription | None:

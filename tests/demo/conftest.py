@@ -1,0 +1,1 @@
+from tests.health.conftest import clock  # noqa: F401  (fixtures)
