@@ -77,6 +77,10 @@ COUNTED = {
 }
 GENERATED: dict[str, int] = {}
 
+# Thousands of generated requests: on a loaded machine (CI with every core busy) a module
+# takes minutes, which is its size, not a hang.
+pytestmark = pytest.mark.timeout(900)
+
 HYPOTHESIS = settings(
     deadline=None,
     database=None,  # nothing written into the repository; failures print their example

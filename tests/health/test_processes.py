@@ -103,8 +103,10 @@ class AppProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
+        # A generous bound: a loaded machine can take long to import and migrate.
+        deadline = asyncio.get_running_loop().time() + 120
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as http:
-            for _ in range(300):
+            while asyncio.get_running_loop().time() < deadline:
                 assert self.process.returncode is None, f"{self.name} exited at start"
                 try:
                     if (await http.get("/readyz")).status_code == 200:

@@ -10,6 +10,7 @@ import httpx
 
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import HealthStateRepository
+from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.workers.health_prober import HealthProber
 from tests.health.conftest import (
@@ -39,6 +40,8 @@ async def test_replicas_probe_each_connection_once_per_interval(
     clock: Clock,
 ) -> None:
     ids = {await establish(http, world, name=f"HR {i}") for i in range(CONNECTIONS)}
+    # Intervals count from the establishing, however long it took on a loaded machine.
+    clock.now = utcnow()
     other_db = Database(services.settings.database_url)
     try:
         a = make_prober(services, clock, concurrency=3, name="a")
