@@ -145,7 +145,11 @@ def _client(url: str, count: int, token: str) -> None:
 
         async def one(i: int) -> None:
             async with websockets.connect(
-                url, subprotocols=["graphql-transport-ws"], open_timeout=120, max_queue=None
+                url,
+                subprotocols=["graphql-transport-ws"],
+                open_timeout=120,
+                ping_interval=None,  # a loaded server must not be dropped for a late pong
+                max_queue=None,
             ) as ws:  # type: ignore[list-item]
                 if token:
                     init = {

@@ -188,7 +188,7 @@ async def test_the_bus_coming_back_wakes_the_relay(backend: Backend, tmp_path: P
                 await _until_true(lambda: not bus.connected)
                 sent = await emit(writer, "acme")
                 redis.start()
-                got = await asyncio.wait_for(anext(events), 30)
+                got = await asyncio.wait_for(anext(events), 60)
                 assert got.id == sent.id
         finally:
             await relay.stop()
