@@ -104,7 +104,7 @@ async def test_a_stop_releases_the_leases_of_sends_it_abandons(
     stopping = hand_dispatcher(services, clock, lease_seconds=60)
     stopping.start()
     await receiver.wait_for(3)  # three sends in flight, answers held
-    await stopping.stop(grace=0.5)
+    await stopping.stop(grace=3)
     rows = await deliveries(services, subscription_id=sub["id"])
     assert {r.status for r in rows} == {DeliveryStatus.PENDING}
     assert {r.lease_until for r in rows} == {None}  # released, not left to expire

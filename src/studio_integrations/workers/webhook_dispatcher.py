@@ -178,20 +178,22 @@ class WebhookDispatcher:
         swallow a cancellation on 3.11, NOTES.md)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
+        # The last 40 % is kept for recording what finished and releasing the rest.
+        sends_deadline = deadline - grace * 0.4
         self._stopping = True
         self._wakeup.set()
         self._slot_freed.set()
         if self._task is not None:
-            await _finish(self._task, max(0.0, deadline - loop.time()) * 0.2)
+            await _finish(self._task, grace * 0.1)
             self._task = None
         sends = [task for _, task in self._inflight.values()]
         if sends:
-            await asyncio.wait(sends, timeout=max(0.0, deadline - loop.time()) * 0.6)
+            await asyncio.wait(sends, timeout=max(0.0, sends_deadline - loop.time()))
         abandoned = [claim for claim, task in list(self._inflight.values()) if not task.done()]
         for _, task in list(self._inflight.values()):
             task.cancel()
         if sends:
-            await asyncio.wait(sends, timeout=max(0.01, deadline - loop.time()) * 0.2)
+            await asyncio.wait(sends, timeout=min(0.5, max(0.01, deadline - loop.time())))
         if self._writer is not None:
             # Record what finished, then stop the writer.
             await _finish(
