@@ -21,6 +21,7 @@ from tests.conftest import TokenFactory, make_settings
 from tests.connections.conftest import (
     ESTABLISH,
     NODE,
+    REGISTER_PROVIDER,
     RETIRE,
     RETIRE_WITH_VERSION,
     TEST,
@@ -213,16 +214,40 @@ HOST_SCHEMA = {
 
 
 async def test_egress_refused_without_a_request(
-    strict: LiveServer, make_token: TokenFactory, fake: FakeProvider
+    strict: LiveServer,
+    server: LiveServer,
+    make_token: TokenFactory,
+    fake: FakeProvider,
 ) -> None:
     token = make_token(tenant="acme")
-    async with httpx.AsyncClient(base_url=strict.url, timeout=10) as http:
+    async with (
+        httpx.AsyncClient(base_url=strict.url, timeout=10) as http,
+        httpx.AsyncClient(base_url=server.url, timeout=10) as permissive,
+    ):
         refused = Refusals(strict.services, http, fake)
         credential_id = await register_secret_credential(http, token, strict.services.vault)
-        plain_http = await register_fake_provider(http, token, fake.base_url)  # http://127.0.0.1
-        private = await register_fake_provider(
-            http, token, "https://10.20.30.40:8443", key="private-hr"
+        # The strict server refuses these base URLs when they are saved (registerProvider);
+        # providers saved under a permissive policy are refused again at establishment.
+        plain_http = await register_fake_provider(permissive, token, fake.base_url)
+        private = await gql(
+            http,
+            REGISTER_PROVIDER,
+            {
+                "input": {
+                    "key": "private-hr",
+                    "name": "Private HR",
+                    "category": "HR",
+                    "capabilities": ["employees.read"],
+                    "authModes": ["API_KEY"],
+                    "baseUrl": "https://10.20.30.40:8443",
+                    "verification": {"method": "GET", "path": "/me", "expectStatus": 200},
+                }
+            },
+            token=token,
         )
+        assert [e["code"] for e in private["data"]["registerProvider"]["userErrors"]] == [
+            "EGRESS_REFUSED"
+        ]
         templated = await register_fake_provider(
             http, token, "https://{host}", key="templated-hr", configurationSchema=HOST_SCHEMA
         )
@@ -233,7 +258,6 @@ async def test_egress_refused_without_a_request(
 
         for provider_id, configuration in [
             (plain_http, {"account": "acme-1"}),
-            (private, {"account": "acme-1"}),
             (templated, {"host": "127.0.0.1", "account": "a"}),
             (templated, {"host": "192.168.1.20", "account": "a"}),
             (templated, {"host": "localhost", "account": "a"}),
