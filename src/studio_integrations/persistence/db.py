@@ -180,8 +180,9 @@ class Database:
             sync_session_class=StudioSession,
         )
         self._counters: list[StatementCounter] = []
-        # Transactions this process has finished: a long-lived read session whose snapshot
-        # predates one starts a new snapshot (see ``StudioContext.read``).
+        # Foreground (request) transactions this process has finished: a request's read
+        # session whose snapshot predates one starts a new snapshot (``StudioContext.read``).
+        # Workers' writes do not count: a request reads one snapshot of their work.
         self.writes = 0
         # Copied into every session's ``info``: how the app hands per-process hooks (such as
         # the outbox relay's wake-up) to code that only sees a session.
@@ -222,7 +223,8 @@ class Database:
             async with self.session(scope, background=background) as session, session.begin():
                 yield session
         finally:
-            self.writes += 1
+            if not background:
+                self.writes += 1
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
