@@ -39,7 +39,7 @@ async def test_demo_connections_show_healthy_degraded_and_unhealthy_offline(
     settings: Settings, clock: Clock, make_token: TokenFactory
 ) -> None:
     async with serve(create_app(settings)) as live:
-        await stop_prober(live)  # this test drives the prober on its own clock
+        await stop_prober(live.services)  # this test drives the prober on its own clock
         seeded = settings.model_copy(update={"port": live.port})  # where the sandbox is
         await seed_demo(live.services.db, seeded, tenant_id="acme")
         prober = make_prober(live.services, clock)

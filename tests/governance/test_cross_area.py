@@ -74,7 +74,7 @@ HEALTH = """
 async def test_external_health_with_health_read_shows_no_configuration(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     # As if probed once (external health lists connections checked at least once).
     async with server.services.db.transaction(TenantScope.of("acme")) as session:
         await session.execute(
@@ -112,7 +112,7 @@ AUDIT = """
 async def test_audit_events_carry_webhook_payloads_only_with_webhooks_read(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     response = await inbound.post(BODY, inbound.signed(BODY, "msg_cross"))
     assert response.status_code == 200, response.text
     body = await gql(http, AUDIT, token=make_token(scopes="audit:read"))

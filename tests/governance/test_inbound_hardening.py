@@ -39,7 +39,7 @@ async def test_unsigned_floods_are_recorded_in_aggregate(
     make_token: TokenFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     inbound.server = None  # post() must not wait: the flood is sent as fast as it goes
     unsigned = {"content-type": "application/json"}
     answers = await asyncio.gather(*(inbound.post(BODY, unsigned) for _ in range(50)))
@@ -71,7 +71,7 @@ async def test_a_rejection_is_answered_before_anything_is_written(
 ) -> None:
     """The recording is held until the answer has arrived: were it written before the
     answer (as it was), the answer could not arrive while it is held."""
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     answered = asyncio.Event()
     real = inbound_module._record_rejection
 
@@ -95,7 +95,7 @@ async def test_live_and_unknown_connections_do_the_same_work_before_answering(
     make_token: TokenFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     checks: list[str] = []
     vault_reads: list[str] = []
     real_verify = inbound_module.verify

@@ -51,7 +51,7 @@ pytestmark = pytest.mark.backends
 async def test_inbound_timestamps_that_are_not_ascii_digits_are_rejected(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory, timestamp: str
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     headers = inbound.signed(BODY, "msg_ts")
     headers["webhook-timestamp"] = timestamp
     response = await http.post(
@@ -76,7 +76,7 @@ async def _raw_post(server: LiveServer, path: str, headers: list[tuple[str, str]
 async def test_a_content_length_of_other_digits_is_not_a_500(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     for path, extra in (
         (inbound.path, []),
         ("/graphql", [("Authorization", f"Bearer {make_token()}")]),
@@ -88,7 +88,7 @@ async def test_a_content_length_of_other_digits_is_not_a_500(
 async def test_a_signed_inbound_body_with_a_lone_surrogate_is_kept_as_text(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    inbound = await make_connection(server, http, make_token())
+    inbound = await make_connection(server.app, http, make_token())
     body = b'{"type": "odd\\ud800", "data": {"name": "\\udfff"}}'
     when = datetime.now(UTC)
     signature = Webhook(inbound.secret).sign("msg_sur", when, body.decode())

@@ -23,6 +23,9 @@ from tests.webhooks.conftest import create_subscription, eventually
 TRACE_ID = "5bf92f3577b34da6a3ce929d0e0e4737"
 TRACEPARENT = f"00-{TRACE_ID}-10f067aa0ba902b8-01"
 
+# These follow a mutation down to its webhook send and probes: the workers run.
+pytestmark = pytest.mark.workers("all")
+
 
 @pytest.fixture
 def log_lines() -> Iterator[io.StringIO]:

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from studio_integrations.app import create_app
-from studio_integrations.settings import Settings
+from studio_integrations.settings import WORKERS, Settings
 from tests.conftest import TokenFactory, make_settings
 from tests.connections.conftest import (
     ESTABLISH,
@@ -40,7 +40,7 @@ LIST = "query ListProviders { providers(first: 5) { nodes { id } } }"
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path) -> Settings:
     # A mutation budget small enough to be refused by the load below.
-    return make_settings(backend, tmp_path, token_mutations_per_minute=4)
+    return make_settings(backend, tmp_path, token_mutations_per_minute=4, workers=WORKERS)
 
 
 async def scrape(http: httpx.AsyncClient, **headers: str) -> Samples:
@@ -177,7 +177,7 @@ async def test_a_metrics_token_protects_the_route(backend: Backend, tmp_path: Pa
 async def test_probes_are_counted_by_outcome(
     backend: Backend, tmp_path: Path, make_token: TokenFactory, fake: FakeProvider
 ) -> None:
-    settings = make_settings(backend, tmp_path, probe_interval_seconds=0.5)
+    settings = make_settings(backend, tmp_path, probe_interval_seconds=0.5, workers=WORKERS)
     token = make_token(tenant="acme")
     fake.require_key(VERIFY_PATH, {GOOD_KEY})
     fake.on(VERIFY_PATH, ProviderReply(status=200, json={"ok": True}))

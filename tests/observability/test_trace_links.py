@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from studio_integrations.schema.observability import trace_url
-from studio_integrations.settings import Settings
+from studio_integrations.settings import WORKERS, Settings
 from tests.conftest import TokenFactory, make_settings
 from tests.connections.conftest import (
     ESTABLISH,
@@ -54,7 +54,7 @@ query {
 
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path) -> Settings:
-    return make_settings(backend, tmp_path, trace_url_template=TEMPLATE)
+    return make_settings(backend, tmp_path, trace_url_template=TEMPLATE, workers=WORKERS)
 
 
 async def test_a_failed_test_run_links_its_run_failure_delivery_and_event(
@@ -64,7 +64,7 @@ async def test_a_failed_test_run_links_its_run_failure_delivery_and_event(
     fake: FakeProvider,
     receiver: WebhookReceiver,
 ) -> None:
-    await stop_prober(server)
+    await stop_prober(server.services)
     token = make_token(tenant="acme")
     fake.require_key(VERIFY_PATH, {GOOD_KEY})
     fake.on(VERIFY_PATH, Reply(status=500, json={"error": "down"}))

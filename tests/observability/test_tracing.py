@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -23,6 +24,9 @@ from tests.webhooks.conftest import create_subscription, eventually
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
+
+# These follow a mutation down to its webhook send and probes: the workers run.
+pytestmark = pytest.mark.workers("all")
 
 
 def _hex(value: int, width: int) -> str:

@@ -28,7 +28,7 @@ async def test_an_attempt_is_on_record_before_its_request_goes_out(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url)
     clock = Clock()
     receiver.hold()
     dying = hand_dispatcher(services, clock)
@@ -98,7 +98,7 @@ async def test_a_stop_releases_the_leases_of_sends_it_abandons(
     server: LiveServer, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
 ) -> None:
     services = server.services
-    sub = await subscribe_and_emit(server, http, token, receiver.url, events=3)
+    sub = await subscribe_and_emit(server.services, http, token, receiver.url, events=3)
     receiver.hold()
     clock = Clock()
     stopping = hand_dispatcher(services, clock, lease_seconds=60)

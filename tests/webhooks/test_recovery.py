@@ -59,7 +59,9 @@ async def test_recovery_resends_every_failed_delivery_of_the_window_once(
 ) -> None:
     services = server.services
     receiver.answer(Reply(500))
-    sub = await subscribe_and_emit(server, http, token, receiver.url, events=3, retrySchedule=[0])
+    sub = await subscribe_and_emit(
+        server.services, http, token, receiver.url, events=3, retrySchedule=[0]
+    )
     dispatcher = hand_dispatcher(services, Clock())
     while await dispatcher.dispatch_once():
         pass

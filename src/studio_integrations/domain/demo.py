@@ -219,6 +219,8 @@ async def _ensure_sandbox_provider(
                 latency_threshold_ms=entry.latency_threshold_ms,
                 auth_scheme=entry.auth_scheme,
             ),
+            # Only reached with loopback targets allowed (``seed_connections``).
+            allow_loopback=settings.allow_loopback_targets,
         )
         return provider.id
 

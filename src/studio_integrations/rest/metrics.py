@@ -67,7 +67,7 @@ async def refresh(services: Services) -> None:
 def _process_state(services: Services) -> None:
     hub = services.hub
     if hub is not None:
-        metrics.LIVE_SUBSCRIBERS.set(len(hub.queue_sizes()))
+        metrics.LIVE_SUBSCRIBERS.set(hub.live_subscriptions())
         metrics.LIVE_COHORTS.set(hub.cohort_count())
         metrics.HUB_DROPS.set(hub.dropped)
     metrics.RELAY_PUBLISHED.set(services.relay.published)

@@ -82,8 +82,7 @@ class ShapeErrors(MaskErrors):
         shaped = [_with_code(e) for e in super()._process_errors(errors)]
         if not self._introspection_enabled():
             # "Did you mean 'credentials'?" would answer what introspection refuses to.
-            for error in shaped:
-                error.message = _SCHEMA_HINT.sub("", error.message)
+            shaped = [_without_hint(e) for e in shaped]
         return shaped
 
     def _introspection_enabled(self) -> bool:
@@ -103,6 +102,23 @@ class ShapeErrors(MaskErrors):
 
 # graphql-core's suggestions of schema names: fields, arguments, types, enum values.
 _SCHEMA_HINT = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+def _without_hint(error: GraphQLError) -> GraphQLError:
+    """A copy without graphql-core's suggestions: validation errors are cached with their
+    document and shared by every request (and app) that sends it, so never edit them."""
+    message = _SCHEMA_HINT.sub("", error.message)
+    if message == error.message:
+        return error
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=error.original_error,
+        extensions=error.extensions,
+    )
 
 
 def _with_code(error: GraphQLError) -> GraphQLError:

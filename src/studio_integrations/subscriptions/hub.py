@@ -211,6 +211,10 @@ class FanoutHub:
             return 0
         return sum(s.weight for s in channel.subscribers)
 
+    def live_subscriptions(self) -> int:
+        """Live subscriptions in this process: a cohort counts its members (for metrics)."""
+        return sum(s.weight for c in self._channels.values() for s in c.subscribers)
+
     def cohort_count(self) -> int:
         """Cohorts (identical subscriptions sharing one execution) in this process (metrics)."""
         return len(self.cohorts)

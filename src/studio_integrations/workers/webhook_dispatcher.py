@@ -108,6 +108,8 @@ class _Claim:
     target: _Target | None = None
     lease_until: datetime | None = None
     trace_id: str | None = None  # the event's trace: the send continues it
+    event_type: str = ""
+    attempt_number: int = 0
 
 
 class WebhookDispatcher:
@@ -398,6 +400,8 @@ class WebhookDispatcher:
                         ),
                         lease_until=lease_until,
                         trace_id=row.trace_id,
+                        event_type=row.event_type,
+                        attempt_number=row.attempt_count,
                     )
                 )
             return claims
@@ -545,24 +549,25 @@ class WebhookDispatcher:
     async def _attempt(self, claim: _Claim) -> domain.AttemptResult:
         """One send, in a span continuing the event's trace (its ``traceparent`` goes out with
         the request), counted by outcome and logged without URL, payload or answer."""
-        with (
-            span("webhook.send", {"studio.delivery_id": claim.id}, trace_id=claim.trace_id),
-            metrics.DISPATCH_IN_FLIGHT.track_inprogress(),
-        ):
-            result = await self._send(claim)
-        outcome = result.category.value if result.status is None and result.category else None
-        outcome = outcome or metrics.status_class(result.status)
-        metrics.DISPATCH_ATTEMPTS.labels(outcome).inc()
-        log.info(
-            "webhook attempt",
-            extra={
-                "tenant": claim.tenant_id,
-                "delivery_id": claim.id,
-                "status": result.status,
-                "outcome": outcome,
-                "latency_ms": result.latency_ms,
-            },
-        )
+        attributes = {"studio.event_type": claim.event_type, "studio.delivery_id": claim.id}
+        with span("webhook.send", attributes, trace_id=claim.trace_id):
+            with metrics.DISPATCH_IN_FLIGHT.track_inprogress():
+                result = await self._send(claim)
+            outcome = result.category.value if result.status is None and result.category else None
+            outcome = outcome or metrics.status_class(result.status)
+            metrics.DISPATCH_ATTEMPTS.labels(outcome).inc()
+            log.info(
+                "webhook attempt",
+                extra={
+                    "tenant": claim.tenant_id,
+                    "delivery_id": claim.id,
+                    "event_type": claim.event_type,
+                    "attempt": claim.attempt_number,
+                    "status": result.status,
+                    "outcome": outcome,
+                    "latency_ms": result.latency_ms,
+                },
+            )
         return result
 
     async def _send(self, claim: _Claim) -> domain.AttemptResult:
