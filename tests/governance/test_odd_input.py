@@ -289,8 +289,12 @@ async def test_a_string_exp_never_opens_a_websocket(server: LiveServer, settings
         '{"type": "subscribe", "id": "1", "payload": ' + "[" * 200_000 + "]" * 200_000 + "}",
         '{"type": "subscribe", "id": "1", "payload": {"query": "{ viewer { subject } }", '
         '"variables": {"x": "\\ud800"}}}',
+        "NaN",
+        "1e999",
+        "[]",
+        '"connection_init"',
     ],
-    ids=["nested-200k", "lone-surrogate"],
+    ids=["nested-200k", "lone-surrogate", "nan", "overflow", "array", "string"],
 )
 async def test_hostile_frames_close_the_socket_with_4400(
     server: LiveServer, make_token: TokenFactory, frame: str

@@ -412,6 +412,14 @@ class OperationLimits(SchemaExtension):
 class StudioTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     """graphql-transport-ws with per-socket and per-tenant caps on live operations."""
 
+    async def handle_message(self, message: Any) -> None:
+        """A frame that is JSON but not an object (``NaN``, ``1e999``, ``[]``) is the
+        protocol's invalid message (close 4400); Strawberry indexes it and drops the socket."""
+        if not isinstance(message, dict):
+            await self.handle_invalid_message("WebSocket message must be a JSON object")
+            return
+        await super().handle_message(message)
+
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         principal = getattr(self.context, "principal", None)
         services = getattr(self.context, "services", None)
