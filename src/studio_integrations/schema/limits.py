@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     DocumentNode,
@@ -72,7 +72,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 from strawberry.types.graphql import OperationType
 
 from studio_integrations.auth.limits import Budget, RateDecision, token_fingerprint
@@ -418,7 +418,7 @@ class StudioTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         if not isinstance(message, dict):
             await self.handle_invalid_message("WebSocket message must be a JSON object")
             return
-        await super().handle_message(message)
+        await super().handle_message(cast("Message", message))
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         principal = getattr(self.context, "principal", None)
