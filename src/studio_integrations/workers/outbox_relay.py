@@ -103,8 +103,12 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outbox relay: %s; retrying in %.1fs", exc, backoff)
-                await self._sleep(backoff)
+                # A publish refused while the bus reports itself connected (a pooled
+                # connection from before a Redis restart) is retried within a second, not
+                # after the back-off meant for an outage.
+                delay = min(backoff, 1.0) if self._bus.connected else backoff
+                log.warning("outbox relay: %s; retrying in %.1fs", exc, delay)
+                await self._sleep(delay)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             backoff = self._poll_seconds
