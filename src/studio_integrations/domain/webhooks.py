@@ -431,22 +431,50 @@ async def replay_delivery(
 MAX_RECOVERED = 10_000
 
 
-def _replay_of(original: WebhookDelivery, now: datetime, *, trace_id: str) -> WebhookDelivery:
+def _outbound_delivery(
+    *,
+    tenant_id: str,
+    subscription_id: str,
+    event_type: str,
+    event_id: str | None,
+    message_id: str,
+    payload: str,
+    now: datetime,
+    trace_id: str | None,
+    replay_of_id: str | None = None,
+) -> WebhookDelivery:
+    """A PENDING outbound delivery, due at ``now``: the one constructor for fan-out, replay,
+    recovery and test sends."""
     return WebhookDelivery(
         id=new_id("WebhookDelivery"),
-        tenant_id=original.tenant_id,
+        tenant_id=tenant_id,
         direction=DeliveryDirection.OUTBOUND,
+        subscription_id=subscription_id,
+        event_type=event_type,
+        event_id=event_id,
+        message_id=message_id,
+        status=DeliveryStatus.PENDING,
+        signature_status=SignatureStatus.NOT_APPLICABLE,
+        payload=payload,
+        headers={},
+        next_attempt_at=now,
+        replay_of_id=replay_of_id,
+        trace_id=trace_id,
+    )
+
+
+def _replay_of(original: WebhookDelivery, now: datetime, *, trace_id: str) -> WebhookDelivery:
+    assert original.subscription_id is not None  # outbound deliveries only
+    return _outbound_delivery(
+        tenant_id=original.tenant_id,
         subscription_id=original.subscription_id,
         event_type=original.event_type,
         event_id=original.event_id,
         message_id=original.message_id,
-        status=DeliveryStatus.PENDING,
-        signature_status=SignatureStatus.NOT_APPLICABLE,
         payload=original.payload,
-        headers={},
-        next_attempt_at=now,
-        replay_of_id=original.id,
+        now=now,
         trace_id=trace_id,
+        replay_of_id=original.id,
     )
 
 
@@ -533,19 +561,15 @@ async def send_test(
         subject=EventSubject(type="WebhookSubscription", id=subscription.id),
         data=BY_TYPE[name].example,
     )
-    delivery = WebhookDelivery(
-        id=new_id("WebhookDelivery"),
+    delivery = _outbound_delivery(
         tenant_id=ctx.tenant_id,
-        direction=DeliveryDirection.OUTBOUND,
         subscription_id=subscription.id,
         event_type=name,
         event_id=None,
         message_id=envelope.id,
-        status=DeliveryStatus.PENDING,
-        signature_status=SignatureStatus.NOT_APPLICABLE,
         payload=json.dumps({**envelope.to_dict(), "test": True}, separators=(",", ":")),
-        headers={},
-        next_attempt_at=now,
+        now=now,
+        trace_id=None,
     )
     session.add(delivery)
     await session.flush()
@@ -638,19 +662,14 @@ class WebhookFanout:
             if sub.id in done or sub.id == own:
                 continue
             session.add(
-                WebhookDelivery(
-                    id=new_id("WebhookDelivery"),
+                _outbound_delivery(
                     tenant_id=envelope.tenant_id,
-                    direction=DeliveryDirection.OUTBOUND,
                     subscription_id=sub.id,
                     event_type=envelope.type,
                     event_id=envelope.id,
                     message_id=envelope.id,
-                    status=DeliveryStatus.PENDING,
-                    signature_status=SignatureStatus.NOT_APPLICABLE,
                     payload=payload,
-                    headers={},
-                    next_attempt_at=now,
+                    now=now,
                     trace_id=envelope.trace_id,  # its sends join the event's trace
                 )
             )
