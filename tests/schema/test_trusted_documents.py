@@ -3,6 +3,7 @@ hash mismatch), the registered allowlist and its refusals, and the `documents re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -126,9 +127,12 @@ async def allowlist(backend: Backend, tmp_path: Path) -> AsyncIterator[httpx.Asy
         yield client
 
 
-def register(backend: Backend, tmp_path: Path, *files: Path) -> str:
+async def register(backend: Backend, tmp_path: Path, *files: Path) -> str:
+    # The CLI runs in a thread: run inline, it blocked this event loop, which also runs the
+    # server and its relay; a relay transaction open at that moment held SQLite's write lock
+    # until the CLI gave up ("database is locked" after its 30 s busy timeout, seen in CI).
     env = {"STUDIO_STATE_DIR": str(tmp_path / "state"), "STUDIO_DATABASE_URL": backend.database_url}
-    done = cli("documents", "register", *map(str, files), env=env)
+    done = await asyncio.to_thread(cli, "documents", "register", *map(str, files), env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -144,7 +148,7 @@ async def test_allowlist_runs_registered_documents_only(
 
     document = tmp_path / "Viewer.graphql"
     document.write_text(VIEWER)
-    assert register(backend, tmp_path, document) == "registered 1 documents (1 new)\n"
+    assert await register(backend, tmp_path, document) == "registered 1 documents (1 new)\n"
     expected = {"data": {"viewer": {"subject": "alice", "tenantId": "acme"}}}
     assert await post(allowlist, token, extensions=persisted(VIEWER)) == expected
     assert await post(allowlist, token, query=VIEWER) == expected
@@ -177,11 +181,11 @@ async def test_register_reads_manifests_and_refuses_wrong_hashes(
             }
         )
     )
-    assert register(backend, tmp_path, manifest) == "registered 2 documents (2 new)\n"
+    assert await register(backend, tmp_path, manifest) == "registered 2 documents (2 new)\n"
     assert await stored(backend.database_url, OTHER) == (OTHER, True)
     codegen = tmp_path / "persisted-documents.json"
     codegen.write_text(json.dumps({sha(VIEWER): VIEWER}))
-    assert register(backend, tmp_path, codegen) == "registered 1 documents (0 new)\n"
+    assert await register(backend, tmp_path, codegen) == "registered 1 documents (0 new)\n"
 
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps({sha(VIEWER): OTHER + " "}))
@@ -189,7 +193,7 @@ async def test_register_reads_manifests_and_refuses_wrong_hashes(
     broken.write_text("query {")
     env = {"STUDIO_STATE_DIR": str(tmp_path / "state"), "STUDIO_DATABASE_URL": backend.database_url}
     for bad, message in ((forged, "not the SHA-256"), (broken, "Syntax Error")):
-        done = cli("documents", "register", str(bad), env=env)
+        done = await asyncio.to_thread(cli, "documents", "register", str(bad), env=env)
         assert done.returncode == 2
         assert message in done.stderr
     assert await stored(backend.database_url, OTHER + " ") is None
