@@ -30,14 +30,14 @@ import asyncpg
 import httpx
 from sqlalchemy import func, insert, select
 
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import DeliveryDirection, DeliveryStatus, SignatureStatus
+from studio_integrations.core.ids import new_id
 from studio_integrations.domain import webhooks as domain
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.enums import DeliveryDirection, DeliveryStatus, SignatureStatus
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.persistence.migrations import upgrade
 from studio_integrations.persistence.models import WebhookDelivery
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import outbound_client
 from studio_integrations.settings import Settings
 from studio_integrations.vault.factory import make_secret_store

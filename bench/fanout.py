@@ -80,11 +80,11 @@ def _serve(kind: str, directory: str) -> None:
         from studio_integrations.app import create_app
         from studio_integrations.auth.scopes import ALL_SCOPES
         from studio_integrations.auth.tokens import mint_dev_token
-        from studio_integrations.domain.context import SYSTEM_ACTOR
+        from studio_integrations.core.clock import utcnow
+        from studio_integrations.core.context import SYSTEM_ACTOR
+        from studio_integrations.core.ids import new_id
         from studio_integrations.events.envelope import EventEnvelope, EventSubject
-        from studio_integrations.ids import new_id
         from studio_integrations.persistence.migrations import upgrade
-        from studio_integrations.persistence.types import utcnow
         from studio_integrations.settings import Settings
 
         url = f"sqlite+aiosqlite:///{directory}/bench.db"

@@ -44,8 +44,8 @@ from starlette.routing import Route
 from studio_integrations.app import create_app
 from studio_integrations.auth.scopes import ACTION_SCOPES, ALL_SCOPES
 from studio_integrations.auth.tokens import bearer_token, mint_dev_token
-from studio_integrations.domain.enums import ConnectionStatus
-from studio_integrations.errors import Unauthenticated
+from studio_integrations.core.enums import ConnectionStatus
+from studio_integrations.core.errors import Unauthenticated
 from studio_integrations.persistence.db import BACKGROUND_KEY, Database
 from studio_integrations.persistence.migrations import upgrade
 from studio_integrations.persistence.models import (

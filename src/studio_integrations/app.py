@@ -42,13 +42,13 @@ from studio_integrations.auth.limits import (
     graphql_error_response,
 )
 from studio_integrations.auth.tokens import bearer_token
-from studio_integrations.errors import (
+from studio_integrations.core.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
     Unauthenticated,
     is_outage,
 )
-from studio_integrations.events.trace import current_trace_id
+from studio_integrations.core.trace import current_trace_id
 from studio_integrations.graphql_http import (
     GRAPHQL_RESPONSE_MEDIA_TYPE,
     DocumentRefused,

@@ -113,8 +113,8 @@ def _export_schema(_settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _secret_set(settings: Settings, args: argparse.Namespace) -> int:
+    from studio_integrations.core.errors import StudioError
     from studio_integrations.domain.credentials import TENANT_TAG
-    from studio_integrations.errors import StudioError
     from studio_integrations.persistence.db import Database
     from studio_integrations.vault.base import SecretRef
     from studio_integrations.vault.factory import make_secret_store

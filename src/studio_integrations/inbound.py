@@ -43,8 +43,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from studio_integrations.auth.limits import ascii_length
-from studio_integrations.domain.context import ActionContext, Actor
-from studio_integrations.domain.enums import (
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext, Actor
+from studio_integrations.core.enums import (
     ActorKind,
     ConnectionStatus,
     DeliveryDirection,
@@ -52,20 +53,19 @@ from studio_integrations.domain.enums import (
     FailureCategory,
     SignatureStatus,
 )
+from studio_integrations.core.ids import new_id, type_of
+from studio_integrations.core.trace import current_trace_id
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import Verdict, verify
 from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.events.trace import current_trace_id
-from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     IntegrationConnection,
     WebhookDelivery,
     WebhookDeliveryAttempt,
 )
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.persistence.webhooks import DeliveryRepository
 from studio_integrations.services import Services
 from studio_integrations.vault.base import parse_secret_ref

@@ -15,8 +15,8 @@ from typing import IO, Any
 
 import structlog
 
+from studio_integrations.core.trace import current_ids
 from studio_integrations.domain.egress import install_log_redaction
-from studio_integrations.telemetry.tracing import current_ids
 
 
 def add_trace_ids(

@@ -30,7 +30,7 @@ from studio_integrations.events.outbox import STRICT_EVENTS_KEY, WAKE_KEY
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
-from studio_integrations.telemetry.tracing import instrument_client
+from studio_integrations.telemetry.tracing import instrument_client, instrument_engine
 from studio_integrations.vault.base import SecretStore
 from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.health_prober import HealthProber
@@ -96,6 +96,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         db = Database(settings.database_url)
+        instrument_engine(db.engine.sync_engine)  # statement spans, when tracing is on
         # Outside production an event whose data does not match its documented schema is an
         # error (events.catalog), so the suite catches drift between the two.
         db.session_info[STRICT_EVENTS_KEY] = settings.environment != "production"

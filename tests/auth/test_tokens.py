@@ -15,8 +15,8 @@ from studio_integrations.auth.tokens import (
     make_verifier,
     mint_dev_token,
 )
-from studio_integrations.domain.enums import ActorKind
-from studio_integrations.errors import Unauthenticated
+from studio_integrations.core.enums import ActorKind
+from studio_integrations.core.errors import Unauthenticated
 from studio_integrations.settings import Settings
 from tests.support.jwks import AUDIENCE, ISSUER, ec_key, identity_provider, rsa_key
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from studio_integrations.app import create_app
-from studio_integrations.ids import new_id
+from studio_integrations.core.ids import new_id
 from studio_integrations.services import Services
 from tests.conftest import TokenFactory, make_settings
 from tests.connections.conftest import (

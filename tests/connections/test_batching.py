@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from studio_integrations.domain.enums import (
+from studio_integrations.core.enums import (
     AuthMode,
     CircuitState,
     ConnectionStatus,
@@ -22,7 +22,7 @@ from studio_integrations.domain.enums import (
     RunKind,
     RunStatus,
 )
-from studio_integrations.ids import new_id
+from studio_integrations.core.ids import new_id
 from studio_integrations.persistence.db import BACKGROUND_KEY, Database, StudioSession, TenantScope
 from studio_integrations.persistence.models import (
     ConnectionHealth,

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from studio_integrations.domain.enums import ConnectionStatus
+from studio_integrations.core.enums import ConnectionStatus
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationConnection
 from studio_integrations.services import Services

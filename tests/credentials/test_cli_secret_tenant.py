@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain.credentials import TENANT_TAG, pin_version
-from studio_integrations.errors import UserInputError
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.vault.base import parse_secret_ref

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from studio_integrations.core.enums import AuthMode, ConnectionStatus, RotationStrategy
+from studio_integrations.core.ids import new_id
 from studio_integrations.domain.catalogue import load_catalogue
-from studio_integrations.domain.enums import AuthMode, ConnectionStatus, RotationStrategy
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     AuditEvent,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from studio_integrations.core.enums import AuthMode
 from studio_integrations.domain.egress import system_resolver
-from studio_integrations.domain.enums import AuthMode
 from studio_integrations.domain.provider_calls import ProviderCaller, ResolvedCredential
 from studio_integrations.services import outbound_client
 from studio_integrations.vault.base import SecretProperties, SecretValue

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from studio_integrations.domain.enums import AuthMode, FailureCategory
+from studio_integrations.core.enums import AuthMode, FailureCategory
 from studio_integrations.domain.provider_calls import (
     AuthScheme,
     CredentialAudience,

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from studio_integrations.core.enums import FailureCategory
 from studio_integrations.domain.egress import (
     EgressRefused,
     EgressUnresolvable,
@@ -19,7 +20,6 @@ from studio_integrations.domain.egress import (
     install_log_redaction,
     resolve_target,
 )
-from studio_integrations.domain.enums import FailureCategory
 from tests.domain.conftest import CountingResolver
 from tests.fakes.provider import FakeProvider, Reply
 from tests.fakes.tls import make_tls

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from studio_integrations.domain.enums import AuthMode, FailureCategory
+from studio_integrations.core.enums import AuthMode, FailureCategory
 from studio_integrations.domain.provider_calls import (
     AuthScheme,
     ConfigurationInvalid,

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from studio_integrations.app import create_app
-from studio_integrations.domain.context import ActionContext
+from studio_integrations.core.context import ActionContext
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.envelope import EventEnvelope, EventType
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, emit_event
@@ -55,7 +55,7 @@ async def _until(predicate: object, timeout: float = 20.0) -> None:
 
 
 async def test_event_and_change_roll_back_together(services: Services) -> None:
-    from studio_integrations.domain.enums import AuthMode, RotationStrategy
+    from studio_integrations.core.enums import AuthMode, RotationStrategy
 
     class Boom(Exception):
         pass

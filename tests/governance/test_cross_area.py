@@ -17,9 +17,9 @@ from graphql import GraphQLObjectType, get_named_type
 from sqlalchemy import update
 
 from studio_integrations.auth.scopes import Scope
+from studio_integrations.core.clock import utcnow
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import ConnectionHealth
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.resolvers.node import NODE_TYPES
 from tests.conftest import TokenFactory
 from tests.matrix.schema_walk import guard_of, root_fields

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from studio_integrations.domain.enums import CircuitState, HealthStatus, RunKind
+from studio_integrations.core.enums import CircuitState, HealthStatus, RunKind
 from studio_integrations.domain.health import (
     Breaker,
     Evaluation,

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from studio_integrations.domain.context import SYSTEM_ACTOR
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import SYSTEM_ACTOR
+from studio_integrations.core.ids import new_id
 from studio_integrations.events.envelope import EventEnvelope, EventSubject
-from studio_integrations.ids import new_id
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
 from tests.conftest import TokenFactory, make_settings

@@ -25,10 +25,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from studio_integrations.domain.enums import RunKind
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.enums import RunKind
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationRun
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from studio_integrations.workers.health_prober import LEASE_MARGIN_SECONDS

@@ -8,9 +8,9 @@ from collections import Counter
 
 import httpx
 
+from studio_integrations.core.clock import utcnow
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import HealthStateRepository
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.workers.health_prober import HealthProber
 from tests.health.conftest import (

@@ -10,7 +10,7 @@ from typing import Any
 
 from graphql import GraphQLInputObjectType, get_named_type
 
-from studio_integrations.ids import PREFIXES, new_id, type_of
+from studio_integrations.core.ids import PREFIXES, new_id, type_of
 from tests.matrix.cases import CASES
 from tests.matrix.conftest import MATRIX, World, trail
 from tests.matrix.schema_walk import operation, root_fields

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from studio_integrations.domain.enums import AuthMode, RotationStrategy
+from studio_integrations.core.enums import AuthMode, RotationStrategy
 from studio_integrations.persistence.db import Database, ReadOnlySessionError, TenantScope
 from studio_integrations.persistence.models import Credential
 from studio_integrations.services import Services

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from studio_integrations.domain.enums import ActorKind, AuthMode, RotationStrategy
-from studio_integrations.errors import TenantWriteViolation, UnscopedQueryError
+from studio_integrations.core.enums import ActorKind, AuthMode, RotationStrategy
+from studio_integrations.core.errors import TenantWriteViolation, UnscopedQueryError
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent, Credential, Provider
 from studio_integrations.persistence.repository import PageRequest, TenantRepository

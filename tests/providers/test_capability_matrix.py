@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
+from studio_integrations.core.context import ActionContext, Actor
+from studio_integrations.core.enums import ActorKind, ApiClientStatus
 from studio_integrations.domain.catalogue import CatalogueLoad
-from studio_integrations.domain.context import ActionContext, Actor
-from studio_integrations.domain.enums import ActorKind, ApiClientStatus
 from studio_integrations.domain.providers import (
     ApiClientDefinition,
     ProviderDefinition,

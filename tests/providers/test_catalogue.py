@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from studio_integrations.cli import main
+from studio_integrations.core.enums import ApiClientStatus, AuthMode, ProviderStatus
 from studio_integrations.domain.catalogue import CatalogueError, load_catalogue, read_catalogue
-from studio_integrations.domain.enums import ApiClientStatus, AuthMode, ProviderStatus
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import ExternalApiClient, Provider
 from studio_integrations.services import Services

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from studio_integrations.domain.semver import MAX_VERSION_LENGTH, InvalidSemVer, SemVer
+from studio_integrations.core.semver import MAX_VERSION_LENGTH, InvalidSemVer, SemVer
 
 # semver.org §11's example chain, in ascending precedence.
 SPEC_ORDER = [

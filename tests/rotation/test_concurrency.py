@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from studio_integrations.core.context import ActionContext, Actor
+from studio_integrations.core.enums import ActorKind
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain import rotation as domain
-from studio_integrations.domain.context import ActionContext, Actor
-from studio_integrations.domain.enums import ActorKind
-from studio_integrations.errors import UserInputError
 from studio_integrations.persistence.db import TenantScope, TenantSessions
 from studio_integrations.services import Services
 from studio_integrations.vault.base import SecretProperties

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import httpx
 
-from studio_integrations.domain.enums import RotationStatus
-from studio_integrations.ids import new_id
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.enums import RotationStatus
+from studio_integrations.core.ids import new_id
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Credential, CredentialRotation
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from tests.rotation.conftest import (

@@ -10,9 +10,9 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
+from studio_integrations.core.clock import utcnow
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.workers.rotation_scheduler import RotationScheduler
 from tests.conftest import TokenFactory

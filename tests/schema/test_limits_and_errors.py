@@ -12,7 +12,7 @@ import strawberry
 
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.errors import NotFound
+from studio_integrations.core.errors import NotFound
 from studio_integrations.schema.extensions import MAX_TOKENS, schema_extensions
 from tests.conftest import TokenFactory
 from tests.support.graphql import error_codes, gql
@@ -102,7 +102,7 @@ async def test_depth_limit() -> None:
 async def test_unexpected_errors_are_masked_with_the_trace_id(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="studio_integrations.errors"):
+    with caplog.at_level(logging.ERROR, logger="studio_integrations.core.errors"):
         result = await _run("{ broken public }")
     assert result.data == {"broken": None, "public": "hello"}
     (error,) = result.errors or []

@@ -16,10 +16,10 @@ from websockets.asyncio.client import ClientConnection
 
 from studio_integrations.auth.principal import Principal
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.domain.context import SYSTEM_ACTOR
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import SYSTEM_ACTOR
+from studio_integrations.core.ids import new_id
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
-from studio_integrations.ids import new_id
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema
 from studio_integrations.services import Services

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import update
 from websockets.asyncio.client import ClientConnection
 
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.ids import new_id
 from studio_integrations.events import outbox
 from studio_integrations.events.envelope import EventEnvelope
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent
-from studio_integrations.persistence.types import utcnow
 from tests.conftest import TokenFactory
 from tests.support.events import emit
 from tests.support.live import LiveServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from studio_integrations.persistence.types import utcnow
+from studio_integrations.core.clock import utcnow
 
 
 class Clock:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from studio_integrations.domain.context import ActionContext, Actor
-from studio_integrations.domain.enums import ActorKind
+from studio_integrations.core.context import ActionContext, Actor
+from studio_integrations.core.enums import ActorKind
 from studio_integrations.events.envelope import EventEnvelope, EventType
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, emit_event
 from studio_integrations.persistence.db import TenantScope

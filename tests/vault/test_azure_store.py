@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from azure.keyvault.secrets._shared import http_challenge_cache
 
-from studio_integrations.errors import StudioError, UserInputError
+from studio_integrations.core.errors import StudioError, UserInputError
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.vault.azure import AzureKeyVaultStore, VaultMisconfigured

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from studio_integrations.errors import StudioError, UserInputError
+from studio_integrations.core.errors import StudioError, UserInputError
 from studio_integrations.persistence.models import VaultSecretVersion
 from studio_integrations.services import Services
 from studio_integrations.vault.base import SecretNotFound, parse_secret_ref

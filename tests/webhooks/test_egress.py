@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio_integrations.domain.enums import DeliveryStatus, FailureCategory
+from studio_integrations.core.enums import DeliveryStatus, FailureCategory
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from tests.conftest import make_settings

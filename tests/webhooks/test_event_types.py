@@ -8,7 +8,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from studio_integrations.domain.context import ActionContext
+from studio_integrations.core.context import ActionContext
 from studio_integrations.events.catalog import EventShapeError, data_errors
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, emit_event

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 from starlette.applications import Starlette
 
-from studio_integrations.domain.enums import DeliveryStatus, FailureCategory, SignatureStatus
+from studio_integrations.core.enums import DeliveryStatus, FailureCategory, SignatureStatus
 from studio_integrations.domain.signing import generate_secret
 from studio_integrations.inbound import recorder_of
 from studio_integrations.persistence.db import TenantScope

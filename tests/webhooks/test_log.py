@@ -9,15 +9,15 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from studio_integrations.domain.enums import DeliveryDirection, DeliveryStatus
-from studio_integrations.ids import new_id
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.enums import DeliveryDirection, DeliveryStatus
+from studio_integrations.core.ids import new_id
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.fakes.receiver import Reply, WebhookReceiver

@@ -8,7 +8,7 @@ import asyncio
 
 import httpx
 
-from studio_integrations.domain.enums import DeliveryStatus
+from studio_integrations.core.enums import DeliveryStatus
 from studio_integrations.domain.webhooks import IN_FLIGHT
 from tests.fakes.receiver import WebhookReceiver
 from tests.support.events import emit

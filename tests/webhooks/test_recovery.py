@@ -10,11 +10,11 @@ import httpx
 from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
-from studio_integrations.domain.enums import DeliveryStatus
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.enums import DeliveryStatus
 from studio_integrations.events.catalog import BY_TYPE
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import OutboxMessage
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from tests.fakes.receiver import Reply, WebhookReceiver
 from tests.support.live import LiveServer

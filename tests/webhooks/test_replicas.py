@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio_integrations.domain.enums import DeliveryStatus
+from studio_integrations.core.enums import DeliveryStatus
 from studio_integrations.persistence.db import Database
 from tests.fakes.receiver import WebhookReceiver
 from tests.support.backends import Backend

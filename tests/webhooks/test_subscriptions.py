@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from studio_integrations.persistence.types import utcnow
+from studio_integrations.core.clock import utcnow
 from studio_integrations.services import Services
 from studio_integrations.vault.base import parse_secret_ref
 from tests.conftest import TokenFactory

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio_integrations.auth.limits import RequestRefused, check_json_text
 from studio_integrations.auth.tokens import TokenVerifier, bearer_token
-from studio_integrations.errors import Unauthenticated
+from studio_integrations.core.errors import Unauthenticated
 
 PRINCIPAL_STATE = "principal"
 EXPIRY_STATE = "socket_expiry"

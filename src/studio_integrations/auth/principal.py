@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.domain.context import ActionContext, Actor
-from studio_integrations.domain.enums import ActorKind
+from studio_integrations.core.context import ActionContext, Actor
+from studio_integrations.core.enums import ActorKind
 
 
 @dataclass(frozen=True, slots=True)

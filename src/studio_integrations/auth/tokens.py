@@ -25,12 +25,33 @@ import jwt
 
 from studio_integrations.auth.principal import Principal
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.domain.enums import ActorKind
-from studio_integrations.errors import Unauthenticated
-from studio_integrations.settings import Settings
+from studio_integrations.core.enums import ActorKind
+from studio_integrations.core.errors import Unauthenticated
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256"]
 LEEWAY_SECONDS = 30
+
+
+class TokenSettings(Protocol):
+    """What token handling reads of the service's settings (``settings.Settings`` has it;
+    auth imports nothing but ``core/``)."""
+
+    @property
+    def jwt_jwks_url(self) -> str | None: ...
+    @property
+    def jwt_issuer(self) -> str | None: ...
+    @property
+    def jwt_audience(self) -> str | None: ...
+    @property
+    def production(self) -> bool: ...
+    @property
+    def uses_jwks(self) -> bool: ...
+    @property
+    def token_issuer(self) -> str: ...
+    @property
+    def token_audience(self) -> str: ...
+    @property
+    def resolved_dev_signing_key(self) -> str: ...
 
 
 class TokenVerifier(Protocol):
@@ -150,7 +171,7 @@ def _decode(
 
 
 class DevTokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: TokenSettings) -> None:
         self._key = settings.resolved_dev_signing_key
         self._issuer = settings.token_issuer
         self._audience = settings.token_audience
@@ -164,7 +185,7 @@ class DevTokenVerifier:
 class JwksTokenVerifier:
     def __init__(
         self,
-        settings: Settings,
+        settings: TokenSettings,
         *,
         http: httpx.AsyncClient | None = None,
         min_refresh_seconds: float = 30.0,
@@ -219,7 +240,7 @@ class JwksTokenVerifier:
         await self._http.aclose()
 
 
-def make_verifier(settings: Settings) -> TokenVerifier:
+def make_verifier(settings: TokenSettings) -> TokenVerifier:
     """JWKS when configured, and always in production (which never accepts dev tokens;
     ``JwksTokenVerifier`` refuses to be built without its settings)."""
     if settings.uses_jwks or settings.production:
@@ -228,7 +249,7 @@ def make_verifier(settings: Settings) -> TokenVerifier:
 
 
 def mint_dev_token(
-    settings: Settings,
+    settings: TokenSettings,
     *,
     tenant: str,
     subject: str,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.errors import UserInputError
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.persistence.audit import AuditEventFilter as AuditEventFilter
 from studio_integrations.persistence.audit import AuditEventRepository

@@ -31,7 +31,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.enums import ApiClientStatus, ProviderStatus
+from studio_integrations.core.enums import ApiClientStatus, ProviderStatus
+from studio_integrations.core.errors import UserInputError, UserInputErrors
+from studio_integrations.core.ids import new_id
 from studio_integrations.domain.providers import (
     CheckedApiClient,
     CheckedProvider,
@@ -40,8 +42,6 @@ from studio_integrations.domain.providers import (
     check_api_client,
     check_provider,
 )
-from studio_integrations.errors import UserInputError, UserInputErrors
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import ExternalApiClient, Provider
 

@@ -55,10 +55,9 @@ from jsonschema.exceptions import SchemaError
 from referencing.exceptions import Unresolvable
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.credentials import check_secret_ref
-from studio_integrations.domain.egress import EgressRefused
-from studio_integrations.domain.enums import (
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import (
     AuthMode,
     ConnectionStatus,
     FailureCategory,
@@ -66,6 +65,10 @@ from studio_integrations.domain.enums import (
     RunKind,
     RunStatus,
 )
+from studio_integrations.core.errors import UserInputError
+from studio_integrations.core.ids import new_id, type_of
+from studio_integrations.domain.credentials import check_secret_ref
+from studio_integrations.domain.egress import EgressRefused
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.health import observe_run
 from studio_integrations.domain.json_schemas import (
@@ -85,10 +88,8 @@ from studio_integrations.domain.provider_calls import (
 )
 from studio_integrations.domain.providers import VerificationRequest
 from studio_integrations.domain.validation import ValidationErrors
-from studio_integrations.errors import UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.connections import (
     TEST_FAILED_REASON,
     ConnectionFilter,
@@ -108,7 +109,6 @@ from studio_integrations.persistence.models import (
     RunAttempt,
 )
 from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.vault.base import (
     SecretNotFound,
     SecretStore,

@@ -50,13 +50,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.enums import AuthMode, RotationStrategy
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import AuthMode, RotationStrategy
+from studio_integrations.core.errors import UserInputError
+from studio_integrations.core.ids import new_id
 from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
-from studio_integrations.errors import UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.credentials import (
     BoundConnectionRepository,
     CredentialRepository,
@@ -64,7 +65,6 @@ from studio_integrations.persistence.credentials import (
 from studio_integrations.persistence.credentials import CredentialFilter as CredentialFilter
 from studio_integrations.persistence.models import Credential, IntegrationConnection, Provider
 from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.vault.base import (
     SecretNotFound,
     SecretProperties,

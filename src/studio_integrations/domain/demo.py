@@ -40,34 +40,34 @@ from typing import Any
 
 import httpx
 
-from studio_integrations.domain.catalogue import load_catalogue, read_catalogue
-from studio_integrations.domain.connections import (
-    ConnectionDefinition,
-    establish_connection,
-    record_run,
-)
-from studio_integrations.domain.context import ActionContext, Actor
-from studio_integrations.domain.credentials import (
-    TENANT_TAG,
-    CredentialDefinition,
-    RotationPolicy,
-    register_credential,
-)
-from studio_integrations.domain.enums import (
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext, Actor
+from studio_integrations.core.enums import (
     ActorKind,
     AuthMode,
     FailureCategory,
     RotationStrategy,
     RunKind,
 )
+from studio_integrations.core.trace import new_trace_id
+from studio_integrations.domain.catalogue import load_catalogue, read_catalogue
+from studio_integrations.domain.connections import (
+    ConnectionDefinition,
+    establish_connection,
+    record_run,
+)
+from studio_integrations.domain.credentials import (
+    TENANT_TAG,
+    CredentialDefinition,
+    RotationPolicy,
+    register_credential,
+)
 from studio_integrations.domain.provider_calls import CallAttempt, CallOutcome, ProviderCaller
 from studio_integrations.domain.providers import ProviderDefinition, register_provider
-from studio_integrations.events.trace import new_trace_id
 from studio_integrations.persistence.connections import ConnectionRepository
 from studio_integrations.persistence.credentials import CredentialRepository
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.persistence.providers import ProviderRepository
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.settings import Settings
 from studio_integrations.vault.base import SecretNotFound, SecretStore
 from studio_integrations.vault.factory import make_secret_store

@@ -48,8 +48,8 @@ from typing import Final
 
 import httpx
 
-from studio_integrations.domain.enums import FailureCategory
-from studio_integrations.errors import StudioError, UserInputError
+from studio_integrations.core.enums import FailureCategory
+from studio_integrations.core.errors import StudioError, UserInputError
 from studio_integrations.telemetry.tracing import inject_traceparent
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

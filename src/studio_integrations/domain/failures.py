@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.enums import EscalationStatus, FailureCategory
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import EscalationStatus, FailureCategory
+from studio_integrations.core.ids import new_id
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.health import FailureRepository
 from studio_integrations.persistence.models import IntegrationFailure
-from studio_integrations.persistence.types import utcnow
 
 MAX_MESSAGE_CHARS = 1000
 # ``Database.session_info`` key of the escalation threshold (set from settings at start).

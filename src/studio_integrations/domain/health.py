@@ -32,25 +32,26 @@ clock, so tests drive time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.enums import (
+from studio_integrations.core.clock import Clock, utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import (
     CircuitState,
     ConnectionStatus,
     HealthStatus,
     RunKind,
     RunStatus,
 )
-from studio_integrations.errors import UserInputError
+from studio_integrations.core.errors import UserInputError
+from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.health import (
     FailureFilter,
     FailureGroupRow,
@@ -66,7 +67,6 @@ from studio_integrations.persistence.models import (
     Provider,
 )
 from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
-from studio_integrations.persistence.types import utcnow
 
 if TYPE_CHECKING:
     from studio_integrations.settings import Settings
@@ -87,7 +87,7 @@ class HealthPolicy:
     degraded_error_rate: float = 0.10
     snapshot_every: timedelta = timedelta(minutes=5)
     probe_interval: timedelta = timedelta(seconds=60)
-    clock: Callable[[], datetime] = field(default=utcnow, compare=False)
+    clock: Clock = field(default=utcnow, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HealthPolicy:

@@ -84,6 +84,8 @@ from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 
+from studio_integrations.core.enums import AuthMode, FailureCategory
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain.egress import (
     EgressRefused,
     EgressTarget,
@@ -93,8 +95,6 @@ from studio_integrations.domain.egress import (
     install_log_redaction,
     resolve_target,
 )
-from studio_integrations.domain.enums import AuthMode, FailureCategory
-from studio_integrations.errors import UserInputError
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretValue
 

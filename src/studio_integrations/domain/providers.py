@@ -45,22 +45,22 @@ from jsonschema import validators as jsonschema_validators
 from jsonschema.exceptions import SchemaError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.egress import EgressRefused, check_target
-from studio_integrations.domain.enums import (
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import (
     ApiClientStatus,
     AuthMode,
     ProviderCategory,
     ProviderStatus,
 )
+from studio_integrations.core.errors import UserInputError
+from studio_integrations.core.ids import new_id, type_of
+from studio_integrations.core.semver import InvalidSemVer, SemVer
+from studio_integrations.domain.egress import EgressRefused, check_target
 from studio_integrations.domain.json_schemas import unsupported_patterns
 from studio_integrations.domain.provider_calls import PLACEHOLDER, AuthScheme
-from studio_integrations.domain.semver import InvalidSemVer, SemVer
 from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
-from studio_integrations.errors import UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.models import ExternalApiClient, Provider
 from studio_integrations.persistence.providers import ApiClientFilter as ApiClientFilter
 from studio_integrations.persistence.providers import ApiClientRepository, ProviderRepository

@@ -55,7 +55,7 @@ import asyncio
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -63,13 +63,24 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from studio_integrations.core.clock import Clock, utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import (
+    ConnectionStatus,
+    FailureCategory,
+    RotationStatus,
+    RotationStrategy,
+    RunKind,
+    RunStatus,
+)
+from studio_integrations.core.errors import StudioError, UserInputError
+from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.domain.connections import (
     CallPlan,
     _plan,
     call_provider,
     record_run,
 )
-from studio_integrations.domain.context import ActionContext
 from studio_integrations.domain.credentials import (
     MAX_EXPIRY_WARNING_DAYS,
     TENANT_TAG,
@@ -78,14 +89,6 @@ from studio_integrations.domain.credentials import (
     _usable,
     check_rotation_policy,
 )
-from studio_integrations.domain.enums import (
-    ConnectionStatus,
-    FailureCategory,
-    RotationStatus,
-    RotationStrategy,
-    RunKind,
-    RunStatus,
-)
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.provider_calls import (
     CallOutcome,
@@ -93,10 +96,8 @@ from studio_integrations.domain.provider_calls import (
     ProviderCaller,
 )
 from studio_integrations.domain.validation import ValidationErrors
-from studio_integrations.errors import StudioError, UserInputError
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.credentials import BoundConnectionRepository
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.models import (
@@ -107,7 +108,6 @@ from studio_integrations.persistence.models import (
 )
 from studio_integrations.persistence.repository import TenantRepository
 from studio_integrations.persistence.rotations import RotationRepository
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.telemetry import metrics
 from studio_integrations.vault.base import (
     SecretNotFound,
@@ -118,7 +118,6 @@ from studio_integrations.vault.base import (
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
 ROTATION_TAG = "studio-rotation"
 DEFAULT_LEASE = timedelta(minutes=10)

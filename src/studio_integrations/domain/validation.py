@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.errors import UserInputError, UserInputErrors
+from studio_integrations.core.errors import UserInputError, UserInputErrors
 
 
 class ValidationErrors:

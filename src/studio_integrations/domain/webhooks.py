@@ -38,23 +38,24 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.credentials import TENANT_TAG, check_secret_ref
-from studio_integrations.domain.egress import EgressRefused, check_target
-from studio_integrations.domain.enums import (
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import (
     DeliveryDirection,
     DeliveryStatus,
     FailureCategory,
     SignatureStatus,
 )
+from studio_integrations.core.errors import UserInputError
+from studio_integrations.core.ids import new_id, type_of
+from studio_integrations.domain.credentials import TENANT_TAG, check_secret_ref
+from studio_integrations.domain.egress import EgressRefused, check_target
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.signing import generate_secret
 from studio_integrations.domain.validation import ValidationErrors
-from studio_integrations.errors import UserInputError
 from studio_integrations.events.catalog import BY_TYPE, DEFINITIONS, EventDefinition
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
 from studio_integrations.events.outbox import emit_event
-from studio_integrations.ids import new_id, type_of
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.models import (
     WebhookDelivery,
@@ -62,7 +63,6 @@ from studio_integrations.persistence.models import (
     WebhookSubscription,
 )
 from studio_integrations.persistence.repository import Page, PageRequest
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.persistence.webhooks import (
     AttemptRepository,
     DeliveryFilter,

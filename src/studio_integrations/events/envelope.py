@@ -8,8 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from studio_integrations.domain.context import Actor
-from studio_integrations.domain.enums import ActorKind
+from studio_integrations.core.context import Actor
+from studio_integrations.core.enums import ActorKind
 
 
 class EventType(StrEnum):

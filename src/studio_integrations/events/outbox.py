@@ -13,13 +13,13 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from studio_integrations.domain.context import ActionContext
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.ids import new_id
 from studio_integrations.events.catalog import check_data
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import StudioSession
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage
-from studio_integrations.persistence.types import utcnow
 
 PENDING_KEY = "studio.outbox.pending"
 # Sessions opened by ``Database`` carry the relay's wake-up callable under this key (see

@@ -16,12 +16,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from studio_integrations.domain.context import Actor
-from studio_integrations.errors import StudioError
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import Actor
+from studio_integrations.core.errors import StudioError
 from studio_integrations.events.envelope import EventEnvelope, EventSubject
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import AuditEvent
-from studio_integrations.persistence.types import utcnow
 
 PREFIX = "evc_"
 RESUME_WINDOW = timedelta(hours=24)

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from sqlalchemy import func, or_, select
 
-from studio_integrations.domain.enums import ConnectionStatus, ProviderCategory
+from studio_integrations.core.enums import ConnectionStatus, ProviderCategory
 from studio_integrations.persistence.models import (
     ConnectionHealth,
     HealthSnapshot,

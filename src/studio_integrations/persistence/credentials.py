@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_
 
-from studio_integrations.domain.enums import AuthMode, RotationStrategy
+from studio_integrations.core.enums import AuthMode, RotationStrategy
 from studio_integrations.persistence.models import Credential, IntegrationConnection
 from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
 

@@ -26,9 +26,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
 
-from studio_integrations.errors import TenantWriteViolation, UnscopedQueryError
+from studio_integrations.core.errors import TenantWriteViolation, UnscopedQueryError
 from studio_integrations.persistence.models import SharedCatalog, TenantScoped
-from studio_integrations.telemetry.tracing import instrument_engine
 
 SCOPE_KEY = "studio.tenant_scope"
 # Marks read-only sessions (``Database.read_session``); on SQLite they begin without the
@@ -188,7 +187,6 @@ class Database:
         # the outbox relay's wake-up) to code that only sees a session.
         self.session_info: dict[str, Any] = {}
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
-        instrument_engine(self.engine.sync_engine)  # statement spans, when tracing is on
 
     @property
     def dialect(self) -> str:

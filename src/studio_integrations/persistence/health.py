@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select, update
 
-from studio_integrations.domain.enums import (
+from studio_integrations.core.enums import (
     ConnectionStatus,
     EscalationStatus,
     FailureCategory,

@@ -28,7 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
-from studio_integrations.domain.enums import (
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.enums import (
     ActorKind,
     ApiClientStatus,
     AuthMode,
@@ -46,8 +47,8 @@ from studio_integrations.domain.enums import (
     RunStatus,
     SignatureStatus,
 )
-from studio_integrations.ids import new_id
-from studio_integrations.persistence.types import JSONDocument, UTCDateTime, enum_column, utcnow
+from studio_integrations.core.ids import new_id
+from studio_integrations.persistence.types import JSONDocument, UTCDateTime, enum_column
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

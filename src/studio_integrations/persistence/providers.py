@@ -15,8 +15,8 @@ from sqlalchemy import and_, exists, func, literal, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 
-from studio_integrations.domain.enums import ApiClientStatus, ProviderCategory, ProviderStatus
-from studio_integrations.errors import UserInputError
+from studio_integrations.core.enums import ApiClientStatus, ProviderCategory, ProviderStatus
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.persistence.models import ExternalApiClient, Provider
 from studio_integrations.persistence.repository import (
     Page,

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.errors import UserInputError
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.persistence.models import Base
 
 ModelT = TypeVar("ModelT", bound=Base)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 
-from studio_integrations.domain.enums import RotationStatus
+from studio_integrations.core.enums import RotationStatus
 from studio_integrations.persistence.models import (
     AuditEvent,
     Credential,

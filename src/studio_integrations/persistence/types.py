@@ -41,7 +41,3 @@ def enum_column(enum: type[StrEnum]) -> Enum:
         length=32,
         values_callable=lambda e: [m.value for m in e],
     )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select
 
-from studio_integrations.domain.enums import DeliveryDirection, DeliveryStatus, SignatureStatus
+from studio_integrations.core.enums import DeliveryDirection, DeliveryStatus, SignatureStatus
 from studio_integrations.persistence.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,

@@ -7,9 +7,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from studio_integrations.auth.scopes import Scope
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.errors import UserInputError, UserInputErrors
 from studio_integrations.domain import connections as domain
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.errors import UserInputError, UserInputErrors
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.resolvers.governed import run_governed

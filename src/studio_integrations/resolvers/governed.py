@@ -14,8 +14,8 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.errors import UserInputError, UserInputErrors
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.errors import UserInputError, UserInputErrors
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 

@@ -14,8 +14,8 @@ from typing import Any
 import strawberry
 
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.errors import Forbidden
-from studio_integrations.ids import type_of
+from studio_integrations.core.errors import Forbidden
+from studio_integrations.core.ids import type_of
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow
 from studio_integrations.persistence.models import Base
 from studio_integrations.persistence.models import Credential as CredentialRow

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.errors import UserInputError, UserInputErrors
 from studio_integrations.domain import rotation as domain
-from studio_integrations.errors import UserInputError, UserInputErrors
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.repository import MAX_PAGE_SIZE
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.resolvers.governed import run_governed
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import Credential

@@ -8,9 +8,9 @@ from typing import TypeVar, cast
 
 from strawberry.scalars import JSON
 
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.errors import UserInputError, UserInputErrors
 from studio_integrations.domain import webhooks as domain
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.errors import UserInputError, UserInputErrors
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.resolvers.governed import run_governed

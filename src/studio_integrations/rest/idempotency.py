@@ -33,9 +33,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio_integrations.auth.gateway import PRINCIPAL_STATE
 from studio_integrations.auth.limits import graphql_error_response
+from studio_integrations.core.clock import utcnow
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import IdempotencyKey
-from studio_integrations.persistence.types import utcnow
 
 HEADER = b"idempotency-key"
 TTL = timedelta(hours=24)

@@ -19,14 +19,14 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from studio_integrations.domain.enums import CircuitState, DeliveryStatus
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.enums import CircuitState, DeliveryStatus
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     ConnectionHealth,
     OutboxMessage,
     WebhookDelivery,
 )
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.services import Services
 from studio_integrations.telemetry import metrics
 

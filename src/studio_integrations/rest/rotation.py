@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from studio_integrations.auth.gateway import PRINCIPAL_STATE, GraphQLGateway
 from studio_integrations.auth.scopes import Scope as ScopeName
-from studio_integrations.events.trace import current_trace_id
+from studio_integrations.core.trace import current_trace_id
 from studio_integrations.rest.idempotency import IdempotencyGuard
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the enums)
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.domain.enums import ActorKind
+from studio_integrations.core.enums import ActorKind
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.events.replay import event_cursor
 from studio_integrations.persistence.models import AuditEvent as AuditEventRow

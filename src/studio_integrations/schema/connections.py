@@ -16,8 +16,7 @@ from strawberry.scalars import JSON
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
-from studio_integrations.domain import connections as domain
-from studio_integrations.domain.enums import (
+from studio_integrations.core.enums import (
     AuthMode,
     CircuitState,
     ConnectionStatus,
@@ -27,7 +26,8 @@ from studio_integrations.domain.enums import (
     RunKind,
     RunStatus,
 )
-from studio_integrations.errors import NotFound
+from studio_integrations.core.errors import NotFound
+from studio_integrations.domain import connections as domain
 from studio_integrations.persistence import connections as persistence
 from studio_integrations.persistence.models import ConnectionHealth as HealthRow
 from studio_integrations.persistence.models import Credential as CredentialRow

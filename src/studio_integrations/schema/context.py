@@ -15,8 +15,8 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
 from studio_integrations.auth.principal import Principal
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.errors import Unauthenticated
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.errors import Unauthenticated
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.resolvers.loaders import Loaders
 from studio_integrations.services import Services

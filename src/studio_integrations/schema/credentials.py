@@ -14,8 +14,8 @@ import strawberry
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
+from studio_integrations.core.enums import AuthMode, RotationStrategy
 from studio_integrations.domain import credentials as domain
-from studio_integrations.domain.enums import AuthMode, RotationStrategy
 from studio_integrations.persistence.models import Credential as CredentialRow
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import strawberry
 
-from studio_integrations.domain import enums
+from studio_integrations.core import enums
 
 for _enum in (
     enums.ActorKind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from studio_integrations.errors import UserInputError
+from studio_integrations.core.errors import UserInputError
 
 
 @strawberry.type(description="Why a mutation changed nothing: which input, which rule.")

@@ -24,11 +24,11 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from studio_integrations.errors import UNAVAILABLE_MESSAGE, StudioError, is_outage
+from studio_integrations.core.errors import UNAVAILABLE_MESSAGE, StudioError, is_outage
 from studio_integrations.schema.limits import OperationLimits
 from studio_integrations.schema.observability import OperationTelemetry
 
-log = logging.getLogger("studio_integrations.errors")
+log = logging.getLogger("studio_integrations.core.errors")
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30

@@ -14,14 +14,14 @@ import strawberry
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
-from studio_integrations.domain import health as domain
-from studio_integrations.domain.enums import (
+from studio_integrations.core.enums import (
     CircuitState,
     ConnectionStatus,
     EscalationStatus,
     FailureCategory,
     HealthStatus,
 )
+from studio_integrations.domain import health as domain
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.health import FailureFilter, FailureGroupRow
 from studio_integrations.persistence.models import IntegrationConnection as ConnectionRow

@@ -10,14 +10,14 @@ from strawberry.scalars import JSON
 
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.scopes import ACTION_SCOPES
-from studio_integrations.domain import providers as domain
-from studio_integrations.domain.enums import (
+from studio_integrations.core.enums import (
     ApiClientStatus,
     AuthMode,
     ProviderCategory,
     ProviderStatus,
 )
-from studio_integrations.errors import NotFound
+from studio_integrations.core.errors import NotFound
+from studio_integrations.domain import providers as domain
 from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.schema.context import Info

@@ -15,9 +15,9 @@ import strawberry
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import Scope
+from studio_integrations.core.enums import RotationStatus
 from studio_integrations.domain import rotation as domain
 from studio_integrations.domain.credentials import RotationPolicy
-from studio_integrations.domain.enums import RotationStatus
 from studio_integrations.persistence.models import Credential as CredentialRow
 from studio_integrations.persistence.models import CredentialRotation as RotationRow
 from studio_integrations.resolvers.rotation_loaders import RotationLoaders, rotation_loaders

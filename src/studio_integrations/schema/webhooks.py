@@ -19,13 +19,13 @@ from strawberry.scalars import JSON
 import studio_integrations.schema.enums  # noqa: F401  (registers the shared enums)
 from studio_integrations.auth.guards import requires
 from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
-from studio_integrations.domain import webhooks as domain
-from studio_integrations.domain.enums import (
+from studio_integrations.core.enums import (
     DeliveryDirection,
     DeliveryStatus,
     FailureCategory,
     SignatureStatus,
 )
+from studio_integrations.domain import webhooks as domain
 from studio_integrations.persistence import webhooks as persistence
 from studio_integrations.persistence.models import WebhookDelivery as DeliveryRow
 from studio_integrations.persistence.models import WebhookDeliveryAttempt as AttemptRow

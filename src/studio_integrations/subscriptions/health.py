@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from studio_integrations.domain.enums import FailureCategory
+from studio_integrations.core.enums import FailureCategory
 from studio_integrations.events.envelope import EventType
 from studio_integrations.resolvers.loaders import Loaders
 from studio_integrations.schema.context import Info

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from studio_integrations.errors import StudioError
+from studio_integrations.core.errors import StudioError
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.events.replay import check_cursor, events_after

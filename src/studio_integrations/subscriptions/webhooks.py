@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from studio_integrations.domain.enums import DeliveryDirection, DeliveryStatus
+from studio_integrations.core.enums import DeliveryDirection, DeliveryStatus
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.webhooks import WebhookDelivery
 from studio_integrations.subscriptions.hub import tenant_events

@@ -33,6 +33,8 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from studio_integrations.core.trace import new_trace_id
+
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "studio_integrations"
@@ -51,14 +53,6 @@ class _Installed:
 _installed = _Installed()
 
 AttributeValue = str | bool | int | float
-
-
-def new_trace_id() -> str:
-    return secrets.token_hex(16)
-
-
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
 
 
 def tracing_active() -> bool:
@@ -204,20 +198,6 @@ def span(
         yield current
     finally:
         otel_context.detach(token)
-
-
-def current_ids() -> tuple[str | None, str | None]:
-    """The current trace and span ids (hex), or ``(None, None)`` outside any span."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None, None
-    return _hex(ctx.trace_id, 32), _hex(ctx.span_id, 16)
-
-
-def current_trace_id() -> str:
-    """The trace id of the current span; a new one outside any span."""
-    trace_id, _span_id = current_ids()
-    return trace_id or new_trace_id()
 
 
 def inject_traceparent(headers: MutableMapping[str, str]) -> None:

@@ -35,7 +35,7 @@ from azure.core.exceptions import (
 from azure.keyvault.secrets import SecretProperties as AzureSecretProperties
 from azure.keyvault.secrets.aio import SecretClient
 
-from studio_integrations.errors import StudioError, UserInputError
+from studio_integrations.core.errors import StudioError, UserInputError
 from studio_integrations.vault.base import (
     SECRET_NAME,
     SECRET_VERSION,

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from studio_integrations.errors import NotFound, StudioError, UserInputError
+from studio_integrations.core.errors import NotFound, StudioError, UserInputError
 
 # Key Vault secret names: 1-127 characters, letters, digits and dashes.
 SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")

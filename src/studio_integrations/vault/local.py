@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
-from studio_integrations.errors import StudioError
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.errors import StudioError
 from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import VaultSecretVersion
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.vault.base import (
     SecretNotFound,
     SecretProperties,

@@ -21,9 +21,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+from studio_integrations.core.clock import Clock, utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import (
+    CircuitState,
+    ConnectionStatus,
+    FailureCategory,
+    RunKind,
+)
 from studio_integrations.domain.connections import (
     CallPlan,
     call_provider,
@@ -31,20 +38,12 @@ from studio_integrations.domain.connections import (
     plan_for,
     record_run,
 )
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.enums import (
-    CircuitState,
-    ConnectionStatus,
-    FailureCategory,
-    RunKind,
-)
 from studio_integrations.domain.health import Breaker, HealthPolicy, effective_circuit
 from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import Claim, HealthStateRepository
 from studio_integrations.persistence.models import IntegrationConnection
 from studio_integrations.persistence.repository import TenantRepository
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.telemetry import metrics
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore
@@ -65,7 +64,7 @@ class HealthProber:
         timeout: float = 5.0,
         concurrency: int = 10,
         policy: HealthPolicy | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
         name: str = "prober",
     ) -> None:
         self._db = db

@@ -33,11 +33,11 @@ from typing import Protocol
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from studio_integrations.core.clock import utcnow
 from studio_integrations.events.bus import BusUnavailable, EventBus
 from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.telemetry.tracing import span
 
 log = logging.getLogger(__name__)

@@ -25,13 +25,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from studio_integrations.core.clock import Clock, utcnow
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import RotationStrategy
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain import rotation as domain
-from studio_integrations.domain.context import ActionContext
-from studio_integrations.domain.enums import RotationStrategy
 from studio_integrations.domain.provider_calls import ProviderCaller
-from studio_integrations.errors import UserInputError
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore
 
@@ -56,7 +56,7 @@ class RotationScheduler:
         caller: ProviderCaller,
         *,
         interval_seconds: float = 300.0,
-        clock: domain.Clock = utcnow,
+        clock: Clock = utcnow,
         lease: timedelta = domain.DEFAULT_LEASE,
         retry_after: timedelta = DEFAULT_RETRY_AFTER,
     ) -> None:

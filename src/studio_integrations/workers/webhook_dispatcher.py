@@ -46,8 +46,12 @@ import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from studio_integrations.core.clock import Clock, utcnow
+from studio_integrations.core.context import SYSTEM_ACTOR
+from studio_integrations.core.enums import DeliveryStatus, FailureCategory
+from studio_integrations.core.ids import new_id
+from studio_integrations.core.trace import current_trace_id
 from studio_integrations.domain import webhooks as domain
-from studio_integrations.domain.context import SYSTEM_ACTOR
 from studio_integrations.domain.egress import (
     EgressRefused,
     EgressUnresolvable,
@@ -55,20 +59,17 @@ from studio_integrations.domain.egress import (
     check_target,
     resolve_target,
 )
-from studio_integrations.domain.enums import DeliveryStatus, FailureCategory
 from studio_integrations.domain.signing import webhook_headers
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.envelope import EventEnvelope, EventSubject
-from studio_integrations.ids import new_id
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import (
     WebhookDelivery,
     WebhookDeliveryAttempt,
     WebhookSubscription,
 )
-from studio_integrations.persistence.types import utcnow
 from studio_integrations.telemetry import metrics
-from studio_integrations.telemetry.tracing import current_trace_id, span
+from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore, parse_secret_ref
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ STOP_SECONDS = 5.0
 SECRET_TTL_SECONDS = 30.0
 # How long the result writer waits to gather a batch; outcomes are recorded within this.
 RECORD_LINGER_SECONDS = 0.02
-Clock = Callable[[], datetime]
 # Called after each recorded change of a delivery (for the live webhookDeliveryUpdated feed).
 Notify = Callable[[WebhookDelivery], Awaitable[None]]
 Change = Callable[[AsyncSession, WebhookDelivery, WebhookSubscription | None], Awaitable[None]]

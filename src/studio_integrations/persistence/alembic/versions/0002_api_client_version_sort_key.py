@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from studio_integrations.domain.semver import InvalidSemVer, SemVer
+from studio_integrations.core.semver import InvalidSemVer, SemVer
 
 revision: str = "0002"
 down_revision: str | None = "0001"

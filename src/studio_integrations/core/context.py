@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio_integrations.domain.enums import ActorKind
-from studio_integrations.events.trace import current_trace_id
+from studio_integrations.core.enums import ActorKind
+from studio_integrations.core.trace import current_trace_id
 
 
 @dataclass(frozen=True, slots=True)
