@@ -56,10 +56,10 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.core.trace import current_trace_id
 from studio_integrations.domain.failures import raise_failure
-from studio_integrations.domain.signing import Verdict, verify
 from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
+from studio_integrations.outbound.signing import Verdict, verify
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     IntegrationConnection,

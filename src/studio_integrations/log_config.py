@@ -16,7 +16,7 @@ from typing import IO, Any
 import structlog
 
 from studio_integrations.core.trace import current_ids
-from studio_integrations.domain.egress import install_log_redaction
+from studio_integrations.outbound.egress import install_log_redaction
 
 
 def add_trace_ids(

@@ -23,10 +23,10 @@ from studio_integrations.auth.limits import (
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
 from studio_integrations.domain.failures import ESCALATION_THRESHOLD_KEY
 from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
-from studio_integrations.domain.provider_calls import ProviderCaller
 from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, WAKE_KEY
+from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from studio_integrations.core.enums import AuthMode
-from studio_integrations.domain.egress import system_resolver
-from studio_integrations.domain.provider_calls import ProviderCaller, ResolvedCredential
+from studio_integrations.outbound.egress import system_resolver
+from studio_integrations.outbound.provider_calls import ProviderCaller, ResolvedCredential
 from studio_integrations.services import outbound_client
 from studio_integrations.vault.base import SecretProperties, SecretValue
 from tests.fakes.provider import FakeProvider

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from studio_integrations.core.enums import AuthMode, FailureCategory
-from studio_integrations.domain.provider_calls import (
+from studio_integrations.outbound.provider_calls import (
     AuthScheme,
     CredentialAudience,
     ProviderRequest,

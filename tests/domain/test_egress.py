@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from studio_integrations.core.enums import FailureCategory
-from studio_integrations.domain.egress import (
+from studio_integrations.outbound.egress import (
     EgressRefused,
     EgressUnresolvable,
     address_problem,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from studio_integrations.core.enums import AuthMode, FailureCategory
-from studio_integrations.domain.provider_calls import (
+from studio_integrations.outbound.provider_calls import (
     AuthScheme,
     ConfigurationInvalid,
     ProviderRequest,

@@ -10,7 +10,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from studio_integrations.domain.catalogue import CatalogueLoad, load_catalogue
-from studio_integrations.domain.provider_calls import AuthScheme
+from studio_integrations.outbound.provider_calls import AuthScheme
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Provider
 from studio_integrations.services import Services

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from studio_integrations.domain.provider_calls import (
+from studio_integrations.outbound.provider_calls import (
     CallOutcome,
     ProviderCaller,
     ProviderRequest,

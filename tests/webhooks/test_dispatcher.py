@@ -16,7 +16,7 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from studio_integrations.core.enums import DeliveryStatus, FailureCategory
-from studio_integrations.domain.signing import sign
+from studio_integrations.outbound.signing import sign
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationFailure, OutboxMessage
 from studio_integrations.services import Services

@@ -68,7 +68,6 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.domain.credentials import check_secret_ref
-from studio_integrations.domain.egress import EgressRefused
 from studio_integrations.domain.failures import raise_failure
 from studio_integrations.domain.health import observe_run
 from studio_integrations.domain.json_schemas import (
@@ -77,7 +76,12 @@ from studio_integrations.domain.json_schemas import (
     unsupported_patterns,
     validate_off_loop,
 )
-from studio_integrations.domain.provider_calls import (
+from studio_integrations.domain.providers import VerificationRequest
+from studio_integrations.domain.validation import ValidationErrors
+from studio_integrations.events.envelope import EventType
+from studio_integrations.events.outbox import emit_event
+from studio_integrations.outbound.egress import EgressRefused
+from studio_integrations.outbound.provider_calls import (
     AuthScheme,
     CallOutcome,
     ConfigurationInvalid,
@@ -86,10 +90,6 @@ from studio_integrations.domain.provider_calls import (
     ProviderRequest,
     ResolvedCredential,
 )
-from studio_integrations.domain.providers import VerificationRequest
-from studio_integrations.domain.validation import ValidationErrors
-from studio_integrations.events.envelope import EventType
-from studio_integrations.events.outbox import emit_event
 from studio_integrations.persistence.connections import (
     TEST_FAILED_REASON,
     ConnectionFilter,

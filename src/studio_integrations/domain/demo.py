@@ -62,8 +62,8 @@ from studio_integrations.domain.credentials import (
     RotationPolicy,
     register_credential,
 )
-from studio_integrations.domain.provider_calls import CallAttempt, CallOutcome, ProviderCaller
 from studio_integrations.domain.providers import ProviderDefinition, register_provider
+from studio_integrations.outbound.provider_calls import CallAttempt, CallOutcome, ProviderCaller
 from studio_integrations.persistence.connections import ConnectionRepository
 from studio_integrations.persistence.credentials import CredentialRepository
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions

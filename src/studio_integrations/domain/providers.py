@@ -55,12 +55,12 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.core.semver import InvalidSemVer, SemVer
-from studio_integrations.domain.egress import EgressRefused, check_target
 from studio_integrations.domain.json_schemas import unsupported_patterns
-from studio_integrations.domain.provider_calls import PLACEHOLDER, AuthScheme
 from studio_integrations.domain.validation import ValidationErrors, flush_or_duplicate
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
+from studio_integrations.outbound.egress import EgressRefused, check_target
+from studio_integrations.outbound.provider_calls import PLACEHOLDER, AuthScheme
 from studio_integrations.persistence.models import ExternalApiClient, Provider
 from studio_integrations.persistence.providers import ApiClientFilter as ApiClientFilter
 from studio_integrations.persistence.providers import ApiClientRepository, ProviderRepository

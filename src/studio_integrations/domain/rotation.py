@@ -90,14 +90,14 @@ from studio_integrations.domain.credentials import (
     check_rotation_policy,
 )
 from studio_integrations.domain.failures import raise_failure
-from studio_integrations.domain.provider_calls import (
+from studio_integrations.domain.validation import ValidationErrors
+from studio_integrations.events.envelope import EventType
+from studio_integrations.events.outbox import emit_event
+from studio_integrations.outbound.provider_calls import (
     CallOutcome,
     ConfigurationInvalid,
     ProviderCaller,
 )
-from studio_integrations.domain.validation import ValidationErrors
-from studio_integrations.events.envelope import EventType
-from studio_integrations.events.outbox import emit_event
 from studio_integrations.persistence.credentials import BoundConnectionRepository
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.models import (

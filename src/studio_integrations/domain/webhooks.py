@@ -49,13 +49,13 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.domain.credentials import TENANT_TAG, check_secret_ref
-from studio_integrations.domain.egress import EgressRefused, check_target
 from studio_integrations.domain.failures import raise_failure
-from studio_integrations.domain.signing import generate_secret
 from studio_integrations.domain.validation import ValidationErrors
 from studio_integrations.events.catalog import BY_TYPE, DEFINITIONS, EventDefinition
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
 from studio_integrations.events.outbox import emit_event
+from studio_integrations.outbound.egress import EgressRefused, check_target
+from studio_integrations.outbound.signing import generate_secret
 from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.models import (
     WebhookDelivery,

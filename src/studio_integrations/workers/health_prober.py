@@ -39,7 +39,7 @@ from studio_integrations.domain.connections import (
     record_run,
 )
 from studio_integrations.domain.health import Breaker, HealthPolicy, effective_circuit
-from studio_integrations.domain.provider_calls import ProviderCaller
+from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import Claim, HealthStateRepository
 from studio_integrations.persistence.models import IntegrationConnection

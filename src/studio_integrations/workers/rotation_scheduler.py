@@ -30,7 +30,7 @@ from studio_integrations.core.context import ActionContext
 from studio_integrations.core.enums import RotationStrategy
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain import rotation as domain
-from studio_integrations.domain.provider_calls import ProviderCaller
+from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -52,16 +51,17 @@ from studio_integrations.core.enums import DeliveryStatus, FailureCategory
 from studio_integrations.core.ids import new_id
 from studio_integrations.core.trace import current_trace_id
 from studio_integrations.domain import webhooks as domain
-from studio_integrations.domain.egress import (
+from studio_integrations.events.bus import EventBus
+from studio_integrations.events.envelope import EventEnvelope, EventSubject
+from studio_integrations.outbound.egress import (
     EgressRefused,
     EgressUnresolvable,
     Resolver,
     check_target,
     resolve_target,
 )
-from studio_integrations.domain.signing import webhook_headers
-from studio_integrations.events.bus import EventBus
-from studio_integrations.events.envelope import EventEnvelope, EventSubject
+from studio_integrations.outbound.responses import read_capped, retry_after_seconds
+from studio_integrations.outbound.signing import webhook_headers
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import (
     WebhookDelivery,
@@ -599,7 +599,7 @@ class WebhookDispatcher:
                 )
                 response = await self._http.send(request, stream=True)
                 try:
-                    raw = await _read_capped(response, domain.EXCERPT_BYTES)
+                    raw = await read_capped(response, domain.EXCERPT_BYTES)
                 finally:
                     await response.aclose()
             status = response.status_code
@@ -609,7 +609,7 @@ class WebhookDispatcher:
                 error = f"HTTP {status}{' ' + phrase if phrase else ''}"
                 if 300 <= status <= 399:
                     error += ": redirects are not followed"
-                retry_after = _retry_after(response.headers.get("Retry-After"), started)
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"), started)
             excerpt = raw.decode(response.encoding or "utf-8", errors="replace") or None
         except EgressRefused as exc:
             category, error = FailureCategory.CONFIGURATION, f"egress refused: {exc.message}"
@@ -648,32 +648,6 @@ async def _finish(task: asyncio.Task[Any], seconds: float) -> None:
         await asyncio.wait([task], timeout=1.0)
     if task.done() and not task.cancelled() and task.exception() is not None:
         log.warning("%s ended with an error", task.get_name(), exc_info=task.exception())
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
-
-
-def _retry_after(value: str | None, now: datetime) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def _safe_url(url: str) -> str:

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import json
 import logging
 import random
@@ -86,7 +85,7 @@ import httpx
 
 from studio_integrations.core.enums import AuthMode, FailureCategory
 from studio_integrations.core.errors import UserInputError
-from studio_integrations.domain.egress import (
+from studio_integrations.outbound.egress import (
     EgressRefused,
     EgressTarget,
     EgressUnresolvable,
@@ -95,6 +94,7 @@ from studio_integrations.domain.egress import (
     install_log_redaction,
     resolve_target,
 )
+from studio_integrations.outbound.responses import read_capped, retry_after_seconds
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretValue
 
@@ -916,7 +916,7 @@ class ProviderCaller:
                 )
                 response = await self._http.send(http_request, stream=True)
                 try:
-                    body = await _read_capped(response)
+                    body = await read_capped(response, BODY_READ_LIMIT)
                 finally:
                     await response.aclose()
             status = response.status_code
@@ -926,7 +926,11 @@ class ProviderCaller:
             if category is not None:
                 message = _status_message(status, request.expect_status)
                 excerpt = redact(_excerpt(body, response)) or None
-                result.retry_after = _retry_after(response.headers, status)
+                result.retry_after = (
+                    retry_after_seconds(response.headers.get("Retry-After"), datetime.now(UTC))
+                    if status in (429, 503)  # the statuses where it means "wait"
+                    else None
+                )
         except _TokenFailure as exc:
             status, category, message = exc.status, exc.category, exc.message
         except (ConfigurationInvalid, CredentialFormatInvalid, EgressRefused) as exc:
@@ -993,7 +997,7 @@ class ProviderCaller:
         )
         response = await self._http.send(request, stream=True)
         try:
-            body = await _read_capped(response)
+            body = await read_capped(response, BODY_READ_LIMIT)
         finally:
             await response.aclose()
         status = response.status_code
@@ -1039,17 +1043,6 @@ def _token_error_category(status: int, code: str | None) -> FailureCategory:
 # --- Helpers ----------------------------------------------------------------------------
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= BODY_READ_LIMIT:
-            break
-    return b"".join(chunks)[:BODY_READ_LIMIT]
-
-
 def _excerpt(body: bytes, response: httpx.Response) -> str:
     text = body[: EXCERPT_CHARS * 4].decode(response.encoding or "utf-8", errors="replace")
     return text[:EXCERPT_CHARS]
@@ -1063,25 +1056,6 @@ def _request_id(headers: httpx.Headers, names: tuple[str, ...]) -> str | None:
             if cleaned:
                 return cleaned[:MAX_REF_CHARS]
     return None
-
-
-def _retry_after(headers: httpx.Headers, status: int) -> float | None:
-    """Seconds to wait per ``Retry-After`` on a 429 or 503 (delay-seconds or an HTTP date)."""
-    if status not in (429, 503):
-        return None
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _status_message(status: int, expect: int) -> str:
