@@ -62,10 +62,10 @@ from studio_integrations.persistence.documents import DocumentStore
 from studio_integrations.rest.idempotency import IdempotencyGuard
 from studio_integrations.rest.metrics import METRICS_PATH, metrics_endpoint
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
-from studio_integrations.sandbox import sandbox_routes
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.extensions import SERVICE_UNAVAILABLE
 from studio_integrations.schema.schema import schema as default_schema
+from studio_integrations.seed.sandbox import sandbox_routes
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.cohorts import CohortTransportWSHandler

@@ -42,9 +42,9 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from studio_integrations.domain.catalogue import load_catalogue
     from studio_integrations.persistence.db import Database
     from studio_integrations.persistence.migrations import upgrade
+    from studio_integrations.seed.catalogue import load_catalogue
 
     upgrade(settings.database_url)
     print("database is at the latest schema", file=sys.stderr)
@@ -61,8 +61,8 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _seed_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from studio_integrations.domain.demo import seed_demo
     from studio_integrations.persistence.db import Database
+    from studio_integrations.seed.demo import seed_demo
 
     async def run() -> list[str]:
         db = Database(settings.database_url)

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from studio_integrations.core.enums import AuthMode, ConnectionStatus, RotationStrategy
 from studio_integrations.core.ids import new_id
-from studio_integrations.domain.catalogue import load_catalogue
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     AuditEvent,
@@ -24,6 +23,7 @@ from studio_integrations.persistence.models import (
     OutboxMessage,
     Provider,
 )
+from studio_integrations.seed.catalogue import load_catalogue
 from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.credentials.conftest import (

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from studio_integrations.app import create_app
-from studio_integrations.domain.demo import seed_demo
+from studio_integrations.seed.demo import seed_demo
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory, make_settings
 from tests.connections.conftest import stop_prober

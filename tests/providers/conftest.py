@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from studio_integrations.domain.catalogue import CatalogueLoad, load_catalogue
 from studio_integrations.persistence.db import Database
 from studio_integrations.persistence.models import (
     AuditEvent,
@@ -16,6 +15,7 @@ from studio_integrations.persistence.models import (
     OutboxMessage,
     Provider,
 )
+from studio_integrations.seed.catalogue import CatalogueLoad, load_catalogue
 from studio_integrations.services import Services
 from tests.support.rows import row_counts
 

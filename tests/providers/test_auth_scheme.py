@@ -9,10 +9,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from studio_integrations.domain.catalogue import CatalogueLoad, load_catalogue
 from studio_integrations.outbound.provider_calls import AuthScheme
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Provider
+from studio_integrations.seed.catalogue import CatalogueLoad, load_catalogue
 from studio_integrations.services import Services
 from tests.conftest import SharedApp, TokenFactory
 from tests.providers.conftest import PROVIDERS, REGISTER_PROVIDER, counts, provider_input

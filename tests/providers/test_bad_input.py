@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from studio_integrations.domain.catalogue import load_catalogue
+from studio_integrations.seed.catalogue import load_catalogue
 from tests.conftest import SharedApp
 from tests.providers.conftest import (
     PROVIDERS,

@@ -8,7 +8,6 @@ import httpx
 
 from studio_integrations.core.context import ActionContext, Actor
 from studio_integrations.core.enums import ActorKind, ApiClientStatus
-from studio_integrations.domain.catalogue import CatalogueLoad
 from studio_integrations.domain.providers import (
     ApiClientDefinition,
     ProviderDefinition,
@@ -17,6 +16,7 @@ from studio_integrations.domain.providers import (
     register_provider,
 )
 from studio_integrations.persistence.db import TenantScope
+from studio_integrations.seed.catalogue import CatalogueLoad
 from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.providers.conftest import CAPABILITY_MATRIX, CATALOGUE_KEYS, PROVIDERS

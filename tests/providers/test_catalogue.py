@@ -13,16 +13,16 @@ from sqlalchemy import select
 
 from studio_integrations.cli import main
 from studio_integrations.core.enums import ApiClientStatus, AuthMode, ProviderStatus
-from studio_integrations.domain.catalogue import CatalogueError, load_catalogue, read_catalogue
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import ExternalApiClient, Provider
+from studio_integrations.seed.catalogue import CatalogueError, load_catalogue, read_catalogue
 from studio_integrations.services import Services
 from tests.providers.conftest import CATALOGUE_KEYS, counts
 from tests.support.backends import Backend
 
 
 def _catalogue_doc() -> dict[str, Any]:
-    text = resources.files("studio_integrations.domain").joinpath("catalogue.json").read_text()
+    text = resources.files("studio_integrations.seed").joinpath("catalogue.json").read_text()
     doc: dict[str, Any] = json.loads(text)
     return doc
 

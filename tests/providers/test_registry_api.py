@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import update
 
 from studio_integrations.core.errors import TenantWriteViolation
-from studio_integrations.domain.catalogue import CatalogueLoad
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import Provider
+from studio_integrations.seed.catalogue import CatalogueLoad
 from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.providers.conftest import (

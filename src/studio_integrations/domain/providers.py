@@ -3,7 +3,7 @@
 A provider is global (the shipped catalogue, ``tenant_id`` NULL: readable by every tenant,
 writable by none) or owned by one tenant (``registerProvider``). A tenant registers API
 clients for its own providers only: a global provider, its clients included, is changed by
-the catalogue alone (``domain.catalogue``).
+the catalogue alone (``seed.catalogue``).
 
 Validation failures are ``UserInputError``s whose ``field`` is the GraphQL input path and
 whose ``code`` is one of: ``REQUIRED``, ``TOO_LONG``, ``TOO_MANY``, ``TOO_LARGE``,

@@ -50,7 +50,6 @@ from studio_integrations.core.enums import (
     RunKind,
 )
 from studio_integrations.core.trace import new_trace_id
-from studio_integrations.domain.catalogue import load_catalogue, read_catalogue
 from studio_integrations.domain.connections import (
     ConnectionDefinition,
     establish_connection,
@@ -68,6 +67,7 @@ from studio_integrations.persistence.connections import ConnectionRepository
 from studio_integrations.persistence.credentials import CredentialRepository
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.persistence.providers import ProviderRepository
+from studio_integrations.seed.catalogue import load_catalogue, read_catalogue
 from studio_integrations.settings import Settings
 from studio_integrations.vault.base import SecretNotFound, SecretStore
 from studio_integrations.vault.factory import make_secret_store

@@ -115,7 +115,7 @@ def read_catalogue(text: str | None = None) -> Catalogue:
     """The shipped catalogue (or ``text``), validated by the same rules as registrations."""
     if text is None:
         text = (
-            resources.files("studio_integrations.domain")
+            resources.files("studio_integrations.seed")
             .joinpath(CATALOGUE_RESOURCE)
             .read_text("utf-8")
         )

@@ -1,6 +1,6 @@
 """The demo's sandbox provider, served in-app at ``/sandbox/<scenario>/…`` when
 ``STUDIO_DEMO_SANDBOX`` is on (``make run``), so the demo connections have something to call
-without the internet. Scenarios (``domain.demo.SANDBOX_SCENARIOS``) decide the answers:
+without the internet. Scenarios (``seed.demo.SANDBOX_SCENARIOS``) decide the answers:
 healthy, flaky (every third call rate limited) or failing (503). Like a real API it wants an
 ``Authorization`` header (401 without one) and answers with an ``X-Request-Id``; it never
 sees a real secret, only the demo's random ones.
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from studio_integrations.domain.demo import SANDBOX_PATH, SANDBOX_SCENARIOS, SandboxScenario
+from studio_integrations.seed.demo import SANDBOX_PATH, SANDBOX_SCENARIOS, SandboxScenario
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
