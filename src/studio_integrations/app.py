@@ -57,9 +57,9 @@ from studio_integrations.graphql_http import (
     failed_before_execution,
     wants_graphql_response,
 )
-from studio_integrations.inbound import inbound_webhook, recorder_of
 from studio_integrations.persistence.documents import DocumentStore
 from studio_integrations.rest.idempotency import IdempotencyGuard
+from studio_integrations.rest.inbound import inbound_webhook, recorder_of
 from studio_integrations.rest.metrics import METRICS_PATH, metrics_endpoint
 from studio_integrations.rest.rotation import ROTATE_PATH, route_app
 from studio_integrations.schema.context import StudioContext

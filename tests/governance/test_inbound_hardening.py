@@ -15,10 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from studio_integrations import inbound as inbound_module
-from studio_integrations.inbound import recorder_of
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationFailure, WebhookDelivery
+from studio_integrations.rest import inbound as inbound_module
+from studio_integrations.rest.inbound import recorder_of
 from tests.conftest import TokenFactory
 from tests.support.live import LiveServer
 from tests.support.rows import row_counts
@@ -73,13 +73,13 @@ async def test_a_rejection_is_answered_before_anything_is_written(
     answer (as it was), the answer could not arrive while it is held."""
     inbound = await make_connection(server.app, http, make_token())
     answered = asyncio.Event()
-    real = inbound_module._record_rejection
+    real = inbound_module._Recording.record
 
-    async def held(*args: Any, **kwargs: Any) -> None:
+    async def held(recording: Any) -> None:
         await asyncio.wait_for(answered.wait(), 30)  # a guard against a hang, not a measure
-        await real(*args, **kwargs)
+        await real(recording)
 
-    monkeypatch.setattr(inbound_module, "_record_rejection", held)
+    monkeypatch.setattr(inbound_module._Recording, "record", held)
     bad = inbound.signed(BODY, "msg_held", secret="whsec_" + "B" * 32)
     response = await http.post(inbound.path, content=BODY, headers=bad)
     assert response.status_code == 401

@@ -18,10 +18,10 @@ from standardwebhooks.webhooks import Webhook
 from starlette.applications import Starlette
 
 from studio_integrations.core.enums import DeliveryStatus, FailureCategory, SignatureStatus
-from studio_integrations.inbound import recorder_of
 from studio_integrations.outbound.signing import generate_secret
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import IntegrationFailure
+from studio_integrations.rest.inbound import recorder_of
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory, make_settings

@@ -2,7 +2,7 @@
 
 Not behind the bearer-token gateway: a provider authenticates by signing with the secret
 named by the connection's ``inboundSigningSecretRef`` (Standard Webhooks: ``webhook-id``,
-``webhook-timestamp``, ``webhook-signature``; ``domain.signing``). In order:
+``webhook-timestamp``, ``webhook-signature``; ``outbound.signing``). In order:
 
 1. The body is read up to ``STUDIO_WEBHOOK_INBOUND_MAX_BYTES`` (256 KiB); more is refused
    with 413 whichever connection is named (recorded, unverified, for a live connection).
@@ -25,48 +25,39 @@ named by the connection's ``inboundSigningSecretRef`` (Standard Webhooks: ``webh
    and records nothing new (providers retry; de-duplication makes that safe).
 5. Accepted: 200 with the delivery id, and ``InboundWebhookReceived`` (actor: the connection,
    kind SERVICE) carrying the payload, so outbound subscriptions can forward it.
+What is recorded, and the event, are the domain action ``domain.inbound.record_inbound``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from studio_integrations.auth.limits import ascii_length
 from studio_integrations.core.clock import utcnow
-from studio_integrations.core.context import ActionContext, Actor
-from studio_integrations.core.enums import (
-    ActorKind,
-    ConnectionStatus,
-    DeliveryDirection,
-    DeliveryStatus,
-    FailureCategory,
-    SignatureStatus,
-)
+from studio_integrations.core.enums import ConnectionStatus, SignatureStatus
 from studio_integrations.core.ids import new_id, type_of
-from studio_integrations.core.trace import current_trace_id
-from studio_integrations.domain.failures import raise_failure
-from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
-from studio_integrations.events.envelope import EventType
-from studio_integrations.events.outbox import emit_event
+from studio_integrations.domain.inbound import (
+    InboundBody,
+    InboundOutcome,
+    accepted_before,
+    connection_actor,
+    record_inbound,
+)
 from studio_integrations.outbound.signing import Verdict, verify
 from studio_integrations.persistence.db import TenantScope
-from studio_integrations.persistence.models import (
-    IntegrationConnection,
-    WebhookDelivery,
-    WebhookDeliveryAttempt,
-)
-from studio_integrations.persistence.webhooks import DeliveryRepository
+from studio_integrations.persistence.models import IntegrationConnection, WebhookDelivery
 from studio_integrations.services import Services
 from studio_integrations.vault.base import parse_secret_ref
 
@@ -74,7 +65,6 @@ log = logging.getLogger(__name__)
 
 REJECTED = {"error": "signature verification failed"}
 TOO_LARGE = {"error": "payload too large"}
-MAX_EVENT_PAYLOAD_BYTES = 64 * 1024
 KEPT_HEADERS = ("webhook-id", "webhook-timestamp", "content-type", "user-agent")
 MAX_HEADER_CHARS = 500
 SECRET_CACHE_SECONDS = 30.0
@@ -153,14 +143,6 @@ class _TooLarge(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    status: SignatureStatus
-    accepted: bool
-    http_status: int
-    error: str | None
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = ascii_length(request.headers.get("content-length"))
     if declared is not None and declared > limit:
@@ -173,43 +155,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-@dataclass(frozen=True)
-class _Body:
-    """The body, decoded once: its text as stored (NUL as U+FFFD, which PostgreSQL cannot
-    hold) and its JSON document when it is JSON the parser can read."""
-
-    raw: bytes
-    text: str
-    doc: Any
-    is_json: bool
-
-    @classmethod
-    def of(cls, raw: bytes) -> _Body:
-        text = storable_text(raw.decode("utf-8", errors="replace"))
-        try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit
-            return cls(raw, text, None, False)
-        # JSON whose strings hold a lone surrogate ("\ud800") is not text anywhere we keep
-        # it (UTF-8, jsonb): the delivery keeps the body as text instead.
-        if find_lone_surrogate(doc, "payload") is not None:
-            return cls(raw, text, None, False)
-        return cls(raw, text, doc, True)
-
-    @property
-    def event_type(self) -> str:
-        value = self.doc.get("type") if isinstance(self.doc, dict) else None
-        return storable_text(value[:100]) if isinstance(value, str) and value else "unknown"
-
-    def payload_data(self) -> dict[str, Any]:
-        if len(self.raw) > MAX_EVENT_PAYLOAD_BYTES:
-            return {"payloadOmitted": True}
-        # JSON holding U+0000 (``\u0000``) cannot be stored as jsonb: the event keeps the text.
-        if not self.is_json or find_nul(self.doc, "payload"):
-            return {"payload": self.text}
-        return {"payload": self.doc}
 
 
 async def inbound_webhook(request: Request) -> JSONResponse:
@@ -242,7 +187,7 @@ async def inbound_webhook(request: Request) -> JSONResponse:
     if too_large:
         # Unread, so unverified: recorded as MISSING or INVALID, never VALID.
         signed = "webhook-signature" in headers
-        outcome = _Outcome(
+        outcome = InboundOutcome(
             SignatureStatus.INVALID if signed else SignatureStatus.MISSING,
             False,
             413,
@@ -256,98 +201,75 @@ async def inbound_webhook(request: Request) -> JSONResponse:
         if not admitted:
             return JSONResponse(REJECTED, status_code=outcome.http_status)
     message_id = (headers.get("webhook-id") or "")[:200] or new_id("WebhookDelivery")
-    scope = TenantScope.of(connection.tenant_id)
-    ctx = ActionContext(
-        tenant_id=connection.tenant_id,
-        actor=Actor(subject=connection.id, kind=ActorKind.SERVICE, name=connection.name),
-        trace_id=current_trace_id(),
+    request_ = _Recording(
+        services=services,
+        connection=connection,
+        outcome=outcome,
+        message_id=message_id,
+        body=InboundBody.of(body),
+        headers={k: headers[k][:MAX_HEADER_CHARS] for k in KEPT_HEADERS if k in headers},
+        received_at=received_at,
+        started=started,
+        suppressed=suppressed,
     )
-    kept = {k: headers[k][:MAX_HEADER_CHARS] for k in KEPT_HEADERS if k in headers}
-    received = _Body.of(body)
     if not outcome.accepted:
         # Answered first, recorded after: a rejection costs a live connection no more time
         # before the answer than an unknown one.
-        recorder.later(
-            _record_rejection(
-                services,
-                scope,
-                ctx,
-                connection,
-                outcome,
-                message_id,
-                received,
-                kept,
-                received_at,
-                started,
-                suppressed,
-            )
-        )
+        recorder.later(request_.record())
         answer = TOO_LARGE if outcome.http_status == 413 else REJECTED
         return JSONResponse(answer, status_code=outcome.http_status)
-
-    delivery: WebhookDelivery | None = None
-    duplicate_of: str | None = None
     try:
-        async with services.db.transaction(scope) as session:
-            if outcome.accepted:
-                existing = await DeliveryRepository(session).accepted_inbound(
-                    connection.id, message_id
-                )
-                if existing is not None:
-                    duplicate_of = existing.id
+        async with services.db.transaction(request_.scope) as session:
+            duplicate_of = await accepted_before(session, connection, message_id)
             if duplicate_of is None:
-                delivery = await _record(
-                    session,
-                    ctx,
-                    connection,
-                    outcome,
-                    message_id,
-                    received,
-                    kept,
-                    received_at,
-                    started,
-                )
+                delivery = await request_.record_in(session)
     except IntegrityError:
         # A concurrent request accepted the same message id first.
-        async with services.db.session(scope) as session:
-            existing = await DeliveryRepository(session).accepted_inbound(connection.id, message_id)
-        duplicate_of = existing.id if existing is not None else None
-        delivery = None
+        async with services.db.session(request_.scope) as session:
+            duplicate_of = await accepted_before(session, connection, message_id)
     if duplicate_of is not None:
         return JSONResponse({"status": "duplicate", "deliveryId": duplicate_of}, status_code=200)
-    if delivery is not None:
-        await services.webhook_feed.publish(delivery)
-    assert delivery is not None
+    await services.webhook_feed.publish(delivery)
     return JSONResponse({"status": "accepted", "deliveryId": delivery.id}, status_code=200)
 
 
-async def _record_rejection(
-    services: Services,
-    scope: TenantScope,
-    ctx: ActionContext,
-    connection: IntegrationConnection,
-    outcome: _Outcome,
-    message_id: str,
-    received: _Body,
-    kept: dict[str, str],
-    received_at: Any,
-    started: float,
-    suppressed: int,
-) -> None:
-    async with services.db.transaction(scope) as session:
-        delivery = await _record(
+@dataclass(frozen=True)
+class _Recording:
+    """One request to a live connection, to record (``domain.inbound.record_inbound``)."""
+
+    services: Services
+    connection: IntegrationConnection
+    outcome: InboundOutcome
+    message_id: str
+    body: InboundBody
+    headers: dict[str, str]
+    received_at: datetime
+    started: float
+    suppressed: int
+
+    @property
+    def scope(self) -> TenantScope:
+        return TenantScope.of(self.connection.tenant_id)
+
+    async def record_in(self, session: AsyncSession) -> WebhookDelivery:
+        return await record_inbound(
             session,
-            ctx,
-            connection,
-            outcome,
-            message_id,
-            received,
-            kept,
-            received_at,
-            started,
-            suppressed=suppressed,
+            connection_actor(self.connection),
+            self.connection,
+            self.outcome,
+            message_id=self.message_id,
+            body=self.body,
+            headers=self.headers,
+            received_at=self.received_at,
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            suppressed=self.suppressed,
         )
-    await services.webhook_feed.publish(delivery)
+
+    async def record(self) -> None:
+        """A rejection, after the answer: in its own transaction, then on the live feed."""
+        async with self.services.db.transaction(self.scope) as session:
+            delivery = await self.record_in(session)
+        await self.services.webhook_feed.publish(delivery)
 
 
 async def _verify(
@@ -356,10 +278,10 @@ async def _verify(
     connection: IntegrationConnection,
     headers: dict[str, str],
     body: bytes,
-) -> _Outcome:
+) -> InboundOutcome:
     if not connection.inbound_signing_secret_ref:
         verify(_DECOY_SECRET, headers, body, now=time.time())
-        return _Outcome(
+        return InboundOutcome(
             SignatureStatus.INVALID, False, 401, "the connection has no inbound signing secret"
         )
     key = (connection.id, connection.inbound_signing_secret_ref)
@@ -370,97 +292,17 @@ async def _verify(
             secret = (await services.vault.get_secret(ref.name, ref.version)).value
         except Exception as exc:
             log.warning("inbound webhook: signing secret unavailable (%s)", type(exc).__name__)
-            return _Outcome(
+            return InboundOutcome(
                 SignatureStatus.INVALID, False, 401, "the inbound signing secret is unavailable"
             )
         recorder.keep_secret(key, secret, time.monotonic())
     verdict = verify(secret, headers, body, now=time.time())
     if verdict is Verdict.VALID:
-        return _Outcome(SignatureStatus.VALID, True, 200, None)
+        return InboundOutcome(SignatureStatus.VALID, True, 200, None)
     if verdict is Verdict.MISSING:
-        return _Outcome(SignatureStatus.MISSING, False, 401, "signature headers are missing")
+        return InboundOutcome(SignatureStatus.MISSING, False, 401, "signature headers are missing")
     if verdict is Verdict.STALE:
-        return _Outcome(
+        return InboundOutcome(
             SignatureStatus.INVALID, False, 401, "timestamp is more than 5 minutes from now"
         )
-    return _Outcome(SignatureStatus.INVALID, False, 401, "signature does not match")
-
-
-async def _record(
-    session: Any,
-    ctx: ActionContext,
-    connection: IntegrationConnection,
-    outcome: _Outcome,
-    message_id: str,
-    body: _Body,
-    headers: dict[str, str],
-    received_at: Any,
-    started: float,
-    *,
-    suppressed: int = 0,
-) -> WebhookDelivery:
-    delivery = WebhookDelivery(
-        id=new_id("WebhookDelivery"),
-        tenant_id=connection.tenant_id,
-        direction=DeliveryDirection.INBOUND,
-        connection_id=connection.id,
-        event_type=body.event_type,
-        message_id=message_id,
-        status=DeliveryStatus.SUCCEEDED if outcome.accepted else DeliveryStatus.FAILED,
-        signature_status=outcome.status,
-        payload=body.text,
-        headers=headers,
-        attempt_count=1,
-        finished_at=received_at,
-        trace_id=current_trace_id(),
-    )
-    session.add(delivery)
-    await session.flush()
-    session.add(
-        WebhookDeliveryAttempt(
-            id=new_id("WebhookDeliveryAttempt"),
-            tenant_id=connection.tenant_id,
-            delivery_id=delivery.id,
-            number=1,
-            attempted_at=received_at,
-            http_status=outcome.http_status,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            error=outcome.error,
-            error_category=None if outcome.accepted else _category(outcome),
-        )
-    )
-    if outcome.accepted:
-        emit_event(
-            session,
-            ctx,
-            type=EventType.INBOUND_WEBHOOK_RECEIVED,
-            subject_type="WebhookDelivery",
-            subject_id=delivery.id,
-            data={
-                "deliveryId": delivery.id,
-                "connectionId": connection.id,
-                "messageId": message_id,
-                "eventType": body.event_type,
-                **body.payload_data(),
-            },
-        )
-    else:
-        await raise_failure(
-            session,
-            ctx,
-            category=_category(outcome),
-            message=f"inbound webhook rejected: {outcome.error}"
-            + (
-                f" ({suppressed} more unsigned requests since the last one recorded)"
-                if suppressed
-                else ""
-            ),
-            connection_id=connection.id,
-            delivery_id=delivery.id,
-        )
-    await session.flush()
-    return delivery
-
-
-def _category(outcome: _Outcome) -> FailureCategory:
-    return FailureCategory.CLIENT_ERROR if outcome.http_status == 413 else FailureCategory.SIGNATURE
+    return InboundOutcome(SignatureStatus.INVALID, False, 401, "signature does not match")
