@@ -25,6 +25,7 @@ from studio_integrations.domain.failures import ESCALATION_THRESHOLD_KEY
 from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
 from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
+from studio_integrations.events.feeds import DeliveryFeed
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, WAKE_KEY
 from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database
@@ -36,7 +37,7 @@ from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.workers.health_prober import HealthProber
 from studio_integrations.workers.outbox_relay import OutboxRelay
 from studio_integrations.workers.rotation_scheduler import RotationScheduler
-from studio_integrations.workers.webhook_dispatcher import DeliveryFeed, WebhookDispatcher
+from studio_integrations.workers.webhook_dispatcher import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from studio_integrations.core.enums import DeliveryDirection, DeliveryStatus
+from studio_integrations.events.feeds import UPDATE_TYPE, DeliveryFeed
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.webhooks import WebhookDelivery
 from studio_integrations.subscriptions.hub import tenant_events
-from studio_integrations.workers.webhook_dispatcher import UPDATE_TYPE, DeliveryFeed
 
 
 async def subscribe_webhook_delivery_updated(
