@@ -60,6 +60,8 @@ class ResilientRedisBackend(BroadcastBackend):
         self.on_connected: list[Callable[[], None]] = []  # called each time it is (re)connected
         self.reconnects = 0
         self._closing = False
+        # channel -> resolved when Redis confirms its SUBSCRIBE (``subscribe`` waits on it)
+        self._confirming: dict[str, asyncio.Future[None]] = {}
 
     async def connect(self) -> None:
         self._client = aioredis.Redis.from_url(
@@ -81,10 +83,24 @@ class ResilientRedisBackend(BroadcastBackend):
                 await asyncio.wait_for(self._client.aclose(), 3)
 
     async def subscribe(self, channel: str) -> None:
+        """Returns once Redis has confirmed the subscription (or after ``CONFIRM_SECONDS``
+        while it is unreachable; the reader subscribes on reconnect). redis-py sends
+        SUBSCRIBE without reading the reply, and a PUBLISH on another connection can be
+        served first: a subscriber told it is live before the confirmation could miss the
+        next event (seen under CPU load)."""
         self._channels.add(channel)
-        if self.connected.is_set():
+        if not self.connected.is_set() or self._pubsub is None:
+            return
+        confirmed = self._confirming.get(channel)
+        if confirmed is None:
+            if channel in {_text(c) for c in self._pubsub.channels}:
+                return  # subscribed and confirmed before
+            confirmed = asyncio.get_running_loop().create_future()
+            self._confirming[channel] = confirmed
             with contextlib.suppress(*_REDIS_ERRORS):  # the reader re-syncs on reconnect
                 await self._sync_channels()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -126,6 +142,17 @@ class ResilientRedisBackend(BroadcastBackend):
                 await self._pubsub.aclose()
             self._pubsub = None
 
+    def _confirm(self, message: dict[str, Any]) -> bool:
+        """True for anything but a published message; a SUBSCRIBE's confirmation releases
+        whoever waits for it."""
+        if message.get("type") == "message":
+            return False
+        if message.get("type") == "subscribe":
+            waiting = self._confirming.pop(_text(message["channel"]), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+        return True
+
     async def _confirmed(self) -> None:
         """Publish a token on the heartbeat channel and read until it comes back. redis-py
         sends SUBSCRIBE without reading its reply, and Redis answers one connection in
@@ -142,7 +169,7 @@ class ResilientRedisBackend(BroadcastBackend):
             resend = min(deadline, loop.time() + 0.5)
             while (left := resend - loop.time()) > 0:
                 message = await self._pubsub.get_message(timeout=left)
-                if message is None or message.get("type") != "message":
+                if message is None or self._confirm(message):
                     continue
                 if _text(message["channel"]) == _HEARTBEAT:
                     if _text(message["data"]) == token:
@@ -157,7 +184,7 @@ class ResilientRedisBackend(BroadcastBackend):
         assert self._client is not None
         while not self._closing:
             try:
-                self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self._client.pubsub()
                 await self._pubsub.subscribe(*self._channels, _HEARTBEAT)
                 while True:  # a channel wanted while confirming is subscribed and confirmed
                     await self._sync_channels()
@@ -175,7 +202,7 @@ class ResilientRedisBackend(BroadcastBackend):
                 backoff = 0.05
                 while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
+                    if message is not None and not self._confirm(message):
                         self._queue.put_nowait(Event(message["channel"], message["data"]))
             except asyncio.CancelledError:
                 raise

@@ -1,0 +1,81 @@
+"""The Redis bus: a subscription is live only once Redis has confirmed it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+from studio_integrations.events.bus import ResilientRedisBackend
+from tests.support.backends import REDIS_URL, port_open, unavailable
+
+
+class HoldingProxy:
+    """A loopback TCP proxy to Redis that can hold back Redis's replies (``hold``) until
+    ``release``: what a busy Redis that has not served a SUBSCRIBE yet looks like."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 6379
+        self.replies = asyncio.Event()
+        self.replies.set()
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    def hold(self) -> None:
+        self.replies.clear()
+
+    def release(self) -> None:
+        self.replies.set()
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, held: bool
+    ) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if held:
+                    await self.replies.wait()
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        redis_r, redis_w = await asyncio.open_connection(self.host, self.port)
+        await asyncio.gather(
+            self._pipe(client_r, redis_w, held=False), self._pipe(redis_r, client_w, held=True)
+        )
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[HoldingProxy]:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        try:
+            yield self
+        finally:
+            self.release()
+            self.server.close()
+
+
+async def test_subscribe_returns_once_redis_confirmed_it() -> None:
+    if not port_open(REDIS_URL, 6379):
+        unavailable("Redis")
+    async with HoldingProxy(REDIS_URL).running() as proxy:
+        backend = ResilientRedisBackend(proxy.url)
+        await backend.connect()
+        try:
+            await asyncio.wait_for(backend.connected.wait(), 10)
+            proxy.hold()
+            subscribing = asyncio.create_task(backend.subscribe("studio-test.bus.confirm"))
+            await asyncio.sleep(0.2)  # ample time for a SUBSCRIBE to be sent; no reply can come
+            # Returned before Redis answered, a subscriber could miss the next event
+            # published on another connection.
+            assert not subscribing.done()
+            proxy.release()
+            await asyncio.wait_for(subscribing, 10)
+        finally:
+            await backend.disconnect()
