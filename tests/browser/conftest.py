@@ -51,12 +51,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for server-side state that has no event to await (bounded)."""
-    for _ in range(1000):
-        if condition():
-            return
+    """Wait for server-side state that has no event to await. Bounded only to end a hang:
+    a browser starting on a machine busy with the rest of the suite took over 10 s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
