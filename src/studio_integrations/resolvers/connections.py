@@ -4,15 +4,11 @@ retireConnection."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 
 from studio_integrations.auth.scopes import Scope
-from studio_integrations.core.context import ActionContext
-from studio_integrations.core.errors import UserInputError, UserInputErrors
 from studio_integrations.domain import connections as domain
-from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
-from studio_integrations.resolvers.governed import run_governed
+from studio_integrations.resolvers.governed import run_governed, run_governed_calls
 from studio_integrations.schema.connections import (
     EstablishConnectionInput,
     EstablishConnectionPayload,
@@ -29,7 +25,6 @@ from studio_integrations.schema.connections import (
     UpdateConnectionPayload,
 )
 from studio_integrations.schema.context import Info
-from studio_integrations.schema.errors import UserError
 
 
 async def resolve_integration_connections(
@@ -47,23 +42,6 @@ async def resolve_integration_connections(
     return IntegrationConnectionConnection.from_page(page, IntegrationConnection.from_row)
 
 
-async def _run_with_calls(
-    info: Info,
-    action: Callable[[TenantSessions, ActionContext], Awaitable[domain.RunResult]],
-) -> tuple[domain.RunResult | None, list[UserError]]:
-    """Actions that call a provider manage their own sessions (no transaction is held over
-    the call); validation failures come back as userErrors, like ``run_governed``'s."""
-    sessions = TenantSessions(info.context.services.db, info.context.scope)
-    try:
-        result = await action(sessions, info.context.action_context())
-    except UserInputErrors as exc:
-        return None, [UserError.from_exception(e) for e in exc.errors]
-    except UserInputError as exc:
-        return None, [UserError.from_exception(exc)]
-    errors = [UserError.from_exception(result.error)] if result.error is not None else []
-    return result, errors
-
-
 async def establish_connection(
     info: Info, input: EstablishConnectionInput
 ) -> EstablishConnectionPayload:
@@ -72,7 +50,7 @@ async def establish_connection(
         may_widen_credential_audience=info.context.require_principal().has(Scope.CREDENTIALS_WRITE),
     )
     services = info.context.services
-    result, errors = await _run_with_calls(
+    outcome = await run_governed_calls(
         info,
         lambda sessions, ctx: domain.establish_connection(
             sessions,
@@ -82,19 +60,20 @@ async def establish_connection(
             definition=definition,
         ),
     )
+    result = outcome.value
     return EstablishConnectionPayload(
         connection=IntegrationConnection.from_row(result.connection)
         if result and result.connection
         else None,
         test_run=IntegrationRun.from_row(result.run) if result and result.run else None,
-        user_errors=errors,
+        user_errors=outcome.also(result.error if result else None).user_errors,
     )
 
 
 async def test_connection(info: Info, input: TestConnectionInput) -> TestConnectionPayload:
     services = info.context.services
     connection_id = str(input.id)
-    result, errors = await _run_with_calls(
+    outcome = await run_governed_calls(
         info,
         lambda sessions, ctx: domain.run_connection_test(
             sessions,
@@ -104,12 +83,13 @@ async def test_connection(info: Info, input: TestConnectionInput) -> TestConnect
             connection_id=connection_id,
         ),
     )
+    result = outcome.value
     return TestConnectionPayload(
         run=IntegrationRun.from_row(result.run) if result and result.run else None,
         connection=IntegrationConnection.from_row(result.connection)
         if result and result.connection
         else None,
-        user_errors=errors,
+        user_errors=outcome.also(result.error if result else None).user_errors,
     )
 
 
@@ -123,7 +103,7 @@ async def update_connection(info: Info, input: UpdateConnectionInput) -> UpdateC
         ),
     )
     return UpdateConnectionPayload(
-        connection=IntegrationConnection.from_row(outcome.value) if outcome.value else None,
+        connection=outcome.map(IntegrationConnection.from_row),
         user_errors=outcome.user_errors,
     )
 
@@ -141,6 +121,6 @@ async def retire_connection(info: Info, input: RetireConnectionInput) -> RetireC
         ),
     )
     return RetireConnectionPayload(
-        connection=IntegrationConnection.from_row(outcome.value) if outcome.value else None,
+        connection=outcome.map(IntegrationConnection.from_row),
         user_errors=outcome.user_errors,
     )

@@ -40,6 +40,6 @@ async def register_credential(
         ),
     )
     return RegisterCredentialPayload(
-        credential=Credential.from_row(outcome.value) if outcome.value is not None else None,
+        credential=outcome.map(Credential.from_row),
         user_errors=outcome.user_errors,
     )

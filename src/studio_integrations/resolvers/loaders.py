@@ -1,12 +1,17 @@
-"""DataLoaders: every by-id lookup of a request goes through one, batched per model."""
+"""The request's DataLoaders: one registry, ``Loaders.get(batch)``, that makes a loader on
+first use from a batch function of an area below and keeps it for the request (one HTTP
+request, or one subscription event). A batch function takes the session opener and the keys
+and answers one value per key, in one statement per batch (or per distinct limit or range).
+A new area adds a batch function here and calls ``info.context.loaders.get(it)``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
@@ -19,6 +24,7 @@ from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import (
     Base,
     ConnectionHealth,
+    CredentialRotation,
     ExternalApiClient,
     HealthSnapshot,
     IntegrationConnection,
@@ -27,14 +33,12 @@ from studio_integrations.persistence.models import (
     WebhookDeliveryAttempt,
 )
 from studio_integrations.persistence.repository import TenantRepository
+from studio_integrations.persistence.rotations import RotationRepository
 
-# (connection id, how many of its newest runs)
-RunsKey = tuple[str, int]
-# (connection id, from, to)
-TimelineKey = tuple[str, datetime | None, datetime | None]
-
-
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+Batch = Callable[[SessionOpener, list[K]], Awaitable[list[V]]]
 
 
 class Loaders:
@@ -46,124 +50,153 @@ class Loaders:
         self, db: Database, scope: TenantScope, *, read: SessionOpener | None = None
     ) -> None:
         self.read: SessionOpener = read or (lambda: db.read_session(scope))
-        self._by_id: dict[type[Base], DataLoader[str, Any]] = {}
-        self._lazy: dict[str, DataLoader[Any, Any]] = {}
-        self._api_clients_by_provider: DataLoader[str, list[ExternalApiClient]] | None = None
-        self._connections_by_credential: DataLoader[str, list[IntegrationConnection]] | None = None
+        self._made: dict[Callable[..., Any], DataLoader[Any, Any]] = {}
+
+    def get(self, batch: Batch[K, V]) -> DataLoader[K, V]:
+        loader = self._made.get(batch)
+        if loader is None:
+            read = self.read
+
+            async def load(keys: list[K]) -> list[V]:
+                return await batch(read, keys)
+
+            loader = self._made[batch] = DataLoader(load_fn=load)
+        return loader
+
+    async def load(self, batch: Batch[K, V], key: K) -> V:
+        return await self.get(batch).load(key)
 
     def by_id(self, model: type[Base]) -> DataLoader[str, Any]:
-        loader = self._by_id.get(model)
-        if loader is None:
+        """Rows of ``model`` by id (None for an id the tenant cannot see)."""
+        return self.get(rows_by_id(model))
 
-            async def batch(ids: list[str]) -> list[Any]:
-                async with self.read() as session:
-                    return await TenantRepository(session, model).get_many(ids)
 
-            loader = self._by_id[model] = DataLoader(load_fn=batch)
-        return loader
+def _one_per_key(found: dict[Any, list[V]], keys: list[Any]) -> list[list[V]]:
+    return [found.get(k, []) for k in keys]
 
-    @property
-    def api_clients_by_provider(self) -> DataLoader[str, list[ExternalApiClient]]:
-        """A provider's visible API clients in SemVer order, one statement per batch."""
-        if self._api_clients_by_provider is None:
 
-            async def batch(provider_ids: list[str]) -> list[list[ExternalApiClient]]:
-                async with self.read() as session:
-                    found = await api_clients_for_providers(session, provider_ids)
-                return [found.get(i, []) for i in provider_ids]
+# --- Any model -----------------------------------------------------------------------------
 
-            self._api_clients_by_provider = DataLoader(load_fn=batch)
-        return self._api_clients_by_provider
 
-    @property
-    def connections_by_credential(self) -> DataLoader[str, list[IntegrationConnection]]:
-        """The connections bound to a credential, newest first, one statement per batch."""
-        if self._connections_by_credential is None:
+@cache
+def rows_by_id(model: type[Base]) -> Batch[str, Any]:
+    """The batch function of one model (the same function each time, so one loader)."""
 
-            async def batch(credential_ids: list[str]) -> list[list[IntegrationConnection]]:
-                async with self.read() as session:
-                    found = await connections_for_credentials(session, credential_ids)
-                return [found.get(i, []) for i in credential_ids]
+    async def batch(read: SessionOpener, ids: list[str]) -> list[Any]:
+        async with read() as session:
+            return await TenantRepository(session, model).get_many(ids)
 
-            self._connections_by_credential = DataLoader(load_fn=batch)
-        return self._connections_by_credential
+    return batch
 
-    def _loader(self, name: str, load_fn: Callable[[list[Any]], Awaitable[list[Any]]]) -> Any:
-        loader = self._lazy.get(name)
-        if loader is None:
-            loader = self._lazy[name] = DataLoader(load_fn=load_fn)
-        return loader
 
-    @property
-    def health_by_connection(self) -> DataLoader[str, ConnectionHealth | None]:
-        """A connection's current health row (None before its first check)."""
+# --- Providers -----------------------------------------------------------------------------
 
-        async def batch(ids: list[str]) -> list[ConnectionHealth | None]:
-            async with self.read() as session:
-                found = await connections_domain.health_for_connections(session, ids)
-            return [found.get(i) for i in ids]
 
-        loader: DataLoader[str, ConnectionHealth | None] = self._loader("health", batch)
-        return loader
+async def api_clients_by_provider(
+    read: SessionOpener, provider_ids: list[str]
+) -> list[list[ExternalApiClient]]:
+    """A provider's visible API clients in SemVer order."""
+    async with read() as session:
+        return _one_per_key(await api_clients_for_providers(session, provider_ids), provider_ids)
 
-    @property
-    def latest_runs(self) -> DataLoader[RunsKey, list[IntegrationRun]]:
-        """The newest n runs of each connection: one statement per distinct n."""
 
-        async def batch(keys: list[RunsKey]) -> list[list[IntegrationRun]]:
-            by_limit: dict[int, list[str]] = defaultdict(list)
-            for connection_id, limit in keys:
-                by_limit[limit].append(connection_id)
-            found: dict[RunsKey, list[IntegrationRun]] = {}
-            async with self.read() as session:
-                for limit, ids in by_limit.items():
-                    runs = await connections_domain.latest_runs(session, ids, limit)
-                    for connection_id in ids:
-                        found[(connection_id, limit)] = runs.get(connection_id, [])
-            return [found[k] for k in keys]
+# --- Credentials and rotation --------------------------------------------------------------
 
-        loader: DataLoader[RunsKey, list[IntegrationRun]] = self._loader("latest_runs", batch)
-        return loader
+# (credential id, how many of its newest rotations)
+RotationsKey = tuple[str, int]
 
-    @property
-    def attempts_by_run(self) -> DataLoader[str, list[RunAttempt]]:
-        async def batch(run_ids: list[str]) -> list[list[RunAttempt]]:
-            async with self.read() as session:
-                found = await connections_domain.attempts_for_runs(session, run_ids)
-            return [found.get(i, []) for i in run_ids]
 
-        loader: DataLoader[str, list[RunAttempt]] = self._loader("attempts", batch)
-        return loader
+async def connections_by_credential(
+    read: SessionOpener, credential_ids: list[str]
+) -> list[list[IntegrationConnection]]:
+    """The connections bound to a credential, newest first."""
+    async with read() as session:
+        found = await connections_for_credentials(session, credential_ids)
+    return _one_per_key(found, credential_ids)
 
-    @property
-    def health_timeline(self) -> DataLoader[TimelineKey, list[HealthSnapshot]]:
-        """Snapshots per connection and range: one statement per distinct range."""
 
-        async def batch(keys: list[TimelineKey]) -> list[list[HealthSnapshot]]:
-            by_range: dict[tuple[datetime | None, datetime | None], list[str]] = defaultdict(list)
-            for connection_id, start, end in keys:
-                by_range[(start, end)].append(connection_id)
-            found: dict[TimelineKey, list[HealthSnapshot]] = {}
-            async with self.read() as session:
-                for (start, end), ids in by_range.items():
-                    rows = await connections_domain.health_timelines(session, ids, start, end)
-                    for connection_id in ids:
-                        found[(connection_id, start, end)] = rows.get(connection_id, [])
-            return [found[k] for k in keys]
+async def rotations_by_credential(
+    read: SessionOpener, keys: list[RotationsKey]
+) -> list[list[CredentialRotation]]:
+    """A credential's newest n rotations: one statement per distinct n."""
+    by_limit: dict[int, list[str]] = defaultdict(list)
+    for credential_id, limit in keys:
+        by_limit[limit].append(credential_id)
+    found: dict[RotationsKey, list[CredentialRotation]] = {}
+    async with read() as session:
+        for limit, ids in by_limit.items():
+            rows = await RotationRepository(session).for_credentials(ids, limit)
+            for credential_id in ids:
+                found[(credential_id, limit)] = rows.get(credential_id, [])
+    return _one_per_key(found, keys)
 
-        loader: DataLoader[TimelineKey, list[HealthSnapshot]] = self._loader("timeline", batch)
-        return loader
 
-    @property
-    def webhook_attempts(self) -> DataLoader[str, list[WebhookDeliveryAttempt]]:
-        """A webhook delivery's attempts in order, one statement per batch."""
+async def runs_by_rotation(
+    read: SessionOpener, rotation_ids: list[str]
+) -> list[list[IntegrationRun]]:
+    """A rotation's verification runs."""
+    async with read() as session:
+        return _one_per_key(await RotationRepository(session).runs_for(rotation_ids), rotation_ids)
 
-        async def batch(delivery_ids: list[str]) -> list[list[WebhookDeliveryAttempt]]:
-            async with self.read() as session:
-                found = await attempts_for_deliveries(session, delivery_ids)
-            return [found.get(i, []) for i in delivery_ids]
 
-        loader: DataLoader[str, list[WebhookDeliveryAttempt]] = self._loader(
-            "webhook_attempts", batch
-        )
-        return loader
+# --- Connections and health ----------------------------------------------------------------
+
+# (connection id, how many of its newest runs)
+RunsKey = tuple[str, int]
+# (connection id, from, to)
+TimelineKey = tuple[str, datetime | None, datetime | None]
+
+
+async def health_by_connection(
+    read: SessionOpener, ids: list[str]
+) -> list[ConnectionHealth | None]:
+    """A connection's current health row (None before its first check)."""
+    async with read() as session:
+        found = await connections_domain.health_for_connections(session, ids)
+    return [found.get(i) for i in ids]
+
+
+async def latest_runs(read: SessionOpener, keys: list[RunsKey]) -> list[list[IntegrationRun]]:
+    """The newest n runs of each connection: one statement per distinct n."""
+    by_limit: dict[int, list[str]] = defaultdict(list)
+    for connection_id, limit in keys:
+        by_limit[limit].append(connection_id)
+    found: dict[RunsKey, list[IntegrationRun]] = {}
+    async with read() as session:
+        for limit, ids in by_limit.items():
+            runs = await connections_domain.latest_runs(session, ids, limit)
+            for connection_id in ids:
+                found[(connection_id, limit)] = runs.get(connection_id, [])
+    return _one_per_key(found, keys)
+
+
+async def attempts_by_run(read: SessionOpener, run_ids: list[str]) -> list[list[RunAttempt]]:
+    async with read() as session:
+        return _one_per_key(await connections_domain.attempts_for_runs(session, run_ids), run_ids)
+
+
+async def health_timeline(
+    read: SessionOpener, keys: list[TimelineKey]
+) -> list[list[HealthSnapshot]]:
+    """Snapshots per connection and range: one statement per distinct range."""
+    by_range: dict[tuple[datetime | None, datetime | None], list[str]] = defaultdict(list)
+    for connection_id, start, end in keys:
+        by_range[(start, end)].append(connection_id)
+    found: dict[TimelineKey, list[HealthSnapshot]] = {}
+    async with read() as session:
+        for (start, end), ids in by_range.items():
+            rows = await connections_domain.health_timelines(session, ids, start, end)
+            for connection_id in ids:
+                found[(connection_id, start, end)] = rows.get(connection_id, [])
+    return _one_per_key(found, keys)
+
+
+# --- Webhooks ------------------------------------------------------------------------------
+
+
+async def webhook_attempts(
+    read: SessionOpener, delivery_ids: list[str]
+) -> list[list[WebhookDeliveryAttempt]]:
+    """A webhook delivery's attempts in order."""
+    async with read() as session:
+        return _one_per_key(await attempts_for_deliveries(session, delivery_ids), delivery_ids)

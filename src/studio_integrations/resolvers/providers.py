@@ -7,6 +7,7 @@ import strawberry
 from studio_integrations.domain import providers as domain
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
+from studio_integrations.resolvers import loaders
 from studio_integrations.resolvers.governed import run_governed
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.providers import (
@@ -75,10 +76,10 @@ async def resolve_capability_matrix(
     async with info.context.read() as session:
         matrix = await domain.capability_matrix(session, ids)
     # Nested fields (a row's provider.apiClients, a client's provider) reuse what was loaded.
-    loaders = info.context.loaders
+    registry = info.context.loaders
     for provider in matrix.providers:
-        loaders.by_id(ProviderRow).prime(provider.id, provider)
-        loaders.api_clients_by_provider.prime(
+        registry.by_id(ProviderRow).prime(provider.id, provider)
+        registry.get(loaders.api_clients_by_provider).prime(
             provider.id, matrix.clients_by_provider.get(provider.id, [])
         )
     return CapabilityMatrix.from_domain(matrix)
@@ -94,7 +95,7 @@ async def register_provider(info: Info, input: RegisterProviderInput) -> Registe
         ),
     )
     return RegisterProviderPayload(
-        provider=Provider.from_row(outcome.value) if outcome.value is not None else None,
+        provider=outcome.map(Provider.from_row),
         user_errors=outcome.user_errors,
     )
 
@@ -108,6 +109,6 @@ async def register_api_client(
         lambda session, ctx: domain.register_api_client(session, ctx, definition=definition),
     )
     return RegisterApiClientPayload(
-        api_client=ExternalApiClient.from_row(outcome.value) if outcome.value is not None else None,
+        api_client=outcome.map(ExternalApiClient.from_row),
         user_errors=outcome.user_errors,
     )

@@ -9,14 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from studio_integrations.core.clock import utcnow
-from studio_integrations.core.errors import UserInputError, UserInputErrors
+from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain import rotation as domain
-from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.repository import MAX_PAGE_SIZE
-from studio_integrations.resolvers.governed import run_governed
+from studio_integrations.resolvers.governed import run_governed, run_governed_calls
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.credentials import Credential
-from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.rotation import (
     CredentialExpiryAlert,
     CredentialRotation,
@@ -30,34 +28,23 @@ DEFAULT_ALERTS = 50
 
 
 async def rotate_credential(info: Info, input: RotateCredentialInput) -> RotateCredentialPayload:
-    """The rotation calls the vault and providers, so it manages its own sessions (no
-    transaction is held over a call)."""
     services = info.context.services
-    sessions = TenantSessions(services.db, info.context.scope)
-    try:
-        result = await domain.rotate_credential(
+    outcome = await run_governed_calls(
+        info,
+        lambda sessions, ctx: domain.rotate_credential(
             sessions,
-            info.context.action_context(),
+            ctx,
             vault=services.vault,
             caller=services.provider_caller,
             credential_id=str(input.credential_id),
             lease=timedelta(seconds=services.settings.rotation_lease_seconds),
             expires_at=input.expires_at,
-        )
-    except UserInputErrors as exc:
-        return RotateCredentialPayload(
-            rotation=None,
-            credential=None,
-            user_errors=[UserError.from_exception(e) for e in exc.errors],
-        )
-    except UserInputError as exc:
-        return RotateCredentialPayload(
-            rotation=None, credential=None, user_errors=[UserError.from_exception(exc)]
-        )
+        ),
+    )
     return RotateCredentialPayload(
-        rotation=CredentialRotation.from_row(result.rotation),
-        credential=Credential.from_row(result.credential),
-        user_errors=[],
+        rotation=outcome.map(lambda r: CredentialRotation.from_row(r.rotation)),
+        credential=outcome.map(lambda r: Credential.from_row(r.credential)),
+        user_errors=outcome.user_errors,
     )
 
 
@@ -72,7 +59,7 @@ async def set_rotation_policy(
         ),
     )
     return SetRotationPolicyPayload(
-        credential=Credential.from_row(outcome.value) if outcome.value is not None else None,
+        credential=outcome.map(Credential.from_row),
         user_errors=outcome.user_errors,
     )
 

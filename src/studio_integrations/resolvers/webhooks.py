@@ -3,19 +3,14 @@ updateWebhookSubscription, rotateWebhookSigningSecret, replayWebhookDelivery."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 from strawberry.scalars import JSON
 
-from studio_integrations.core.context import ActionContext
-from studio_integrations.core.errors import UserInputError, UserInputErrors
 from studio_integrations.domain import webhooks as domain
-from studio_integrations.persistence.db import TenantSessions
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
-from studio_integrations.resolvers.governed import run_governed
+from studio_integrations.resolvers.governed import run_governed, run_governed_calls
 from studio_integrations.schema.context import Info
-from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.webhooks import (
     CreateWebhookSubscriptionInput,
     CreateWebhookSubscriptionPayload,
@@ -79,26 +74,12 @@ def resolve_webhook_event_types(info: Info) -> list[WebhookEventType]:
     ]
 
 
-async def _with_sessions(
-    info: Info, action: Callable[[TenantSessions, ActionContext], Awaitable[T]]
-) -> tuple[T | None, list[UserError]]:
-    """Actions that call the vault manage their own sessions (no transaction is held over
-    the call); validation failures come back as userErrors, like ``run_governed``'s."""
-    sessions = TenantSessions(info.context.services.db, info.context.scope)
-    try:
-        return await action(sessions, info.context.action_context()), []
-    except UserInputErrors as exc:
-        return None, [UserError.from_exception(e) for e in exc.errors]
-    except UserInputError as exc:
-        return None, [UserError.from_exception(exc)]
-
-
 async def create_webhook_subscription(
     info: Info, input: CreateWebhookSubscriptionInput
 ) -> CreateWebhookSubscriptionPayload:
     definition = input.to_domain()
     services = info.context.services
-    row, errors = await _with_sessions(
+    outcome = await run_governed_calls(
         info,
         lambda sessions, ctx: domain.create_subscription(
             sessions,
@@ -109,7 +90,7 @@ async def create_webhook_subscription(
         ),
     )
     return CreateWebhookSubscriptionPayload(
-        subscription=WebhookSubscription.from_row(row) if row else None, user_errors=errors
+        subscription=outcome.map(WebhookSubscription.from_row), user_errors=outcome.user_errors
     )
 
 
@@ -125,7 +106,7 @@ async def update_webhook_subscription(
         ),
     )
     return UpdateWebhookSubscriptionPayload(
-        subscription=WebhookSubscription.from_row(outcome.value) if outcome.value else None,
+        subscription=outcome.map(WebhookSubscription.from_row),
         user_errors=outcome.user_errors,
     )
 
@@ -135,14 +116,14 @@ async def rotate_webhook_signing_secret(
 ) -> RotateWebhookSigningSecretPayload:
     subscription_id = str(input.id)
     vault = info.context.services.vault
-    row, errors = await _with_sessions(
+    outcome = await run_governed_calls(
         info,
         lambda sessions, ctx: domain.rotate_signing_secret(
             sessions, ctx, vault=vault, subscription_id=subscription_id
         ),
     )
     return RotateWebhookSigningSecretPayload(
-        subscription=WebhookSubscription.from_row(row) if row else None, user_errors=errors
+        subscription=outcome.map(WebhookSubscription.from_row), user_errors=outcome.user_errors
     )
 
 
@@ -158,7 +139,7 @@ async def replay_webhook_delivery(
         services.webhook_dispatcher.wake()
         await services.webhook_feed.publish(outcome.value)
     return ReplayWebhookDeliveryPayload(
-        delivery=WebhookDelivery.from_row(outcome.value, attempts=[]) if outcome.value else None,
+        delivery=outcome.map(lambda row: WebhookDelivery.from_row(row, attempts=[])),
         user_errors=outcome.user_errors,
     )
 
@@ -198,6 +179,6 @@ async def send_test_webhook(info: Info, input: SendTestWebhookInput) -> SendTest
     if outcome.value is not None:
         info.context.services.webhook_dispatcher.wake()
     return SendTestWebhookPayload(
-        delivery=WebhookDelivery.from_row(outcome.value, attempts=[]) if outcome.value else None,
+        delivery=outcome.map(lambda row: WebhookDelivery.from_row(row, attempts=[])),
         user_errors=outcome.user_errors,
     )

@@ -37,6 +37,7 @@ from studio_integrations.persistence.models import IntegrationRun as RunRow
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.persistence.models import RunAttempt as AttemptRow
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, Page, PageRequest
+from studio_integrations.resolvers import loaders
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.observability import TRACE_ID_DOC, TRACE_URL_DOC, trace_url
@@ -125,7 +126,7 @@ class IntegrationRun(Node):
 
     @strawberry.field(description="Every attempt, in order.")
     async def attempts(self, info: Info) -> list[RunAttempt]:
-        rows = await info.context.loaders.attempts_by_run.load(str(self.id))
+        rows = await info.context.loaders.load(loaders.attempts_by_run, str(self.id))
         return [RunAttempt.from_row(r) for r in rows]
 
     @classmethod
@@ -260,7 +261,7 @@ class IntegrationConnection(Node):
 
     @strawberry.field(description="Current health; null until the first check.")
     async def health(self, info: Info) -> ConnectionHealthState | None:
-        row = await info.context.loaders.health_by_connection.load(str(self.id))
+        row = await info.context.loaders.load(loaders.health_by_connection, str(self.id))
         return (
             None if row is None or row.checked_at is None else ConnectionHealthState.from_row(row)
         )
@@ -274,7 +275,7 @@ class IntegrationConnection(Node):
         from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
     ) -> list[HealthSnapshot]:
-        rows = await info.context.loaders.health_timeline.load((str(self.id), from_, to))
+        rows = await info.context.loaders.load(loaders.health_timeline, (str(self.id), from_, to))
         return [HealthSnapshot.from_row(r) for r in rows]
 
     @strawberry.field(description="Runs of every kind, newest first, with their attempts.")
@@ -283,7 +284,7 @@ class IntegrationConnection(Node):
     ) -> IntegrationRunConnection:
         request = PageRequest(first=first, after=after)
         if after is None:  # the list view's shape: batched across connections
-            rows = await info.context.loaders.latest_runs.load((str(self.id), first + 1))
+            rows = await info.context.loaders.load(loaders.latest_runs, (str(self.id), first + 1))
             page: Page[Any] = Page(
                 items=rows[:first], has_next_page=len(rows) > first, has_previous_page=False
             )

@@ -17,6 +17,7 @@ from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.core.enums import AuthMode, RotationStrategy
 from studio_integrations.domain import credentials as domain
 from studio_integrations.persistence.models import Credential as CredentialRow
+from studio_integrations.resolvers import loaders
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.relay import Connection, Node
@@ -80,7 +81,7 @@ class Credential(Node):
     ):
         from studio_integrations.schema.connections import IntegrationConnection
 
-        rows = await info.context.loaders.connections_by_credential.load(str(self.id))
+        rows = await info.context.loaders.load(loaders.connections_by_credential, str(self.id))
         return [IntegrationConnection.from_row(r) for r in rows]
 
     @strawberry.field(description="Rotations of this credential, newest first (at most 100).")
@@ -89,10 +90,12 @@ class Credential(Node):
     ) -> list[
         Annotated[CredentialRotation, strawberry.lazy("studio_integrations.schema.rotation")]
     ]:
-        from studio_integrations.schema.rotation import CredentialRotation, loaders_of
+        from studio_integrations.schema.rotation import CredentialRotation
 
         limit = max(0, min(first, 100))
-        rows = await loaders_of(info).rotations_by_credential.load((str(self.id), limit))
+        rows = await info.context.loaders.load(
+            loaders.rotations_by_credential, (str(self.id), limit)
+        )
         return [CredentialRotation.from_row(r) for r in rows]
 
     @strawberry.field(description="The newest rotation (running or finished), if any.")
@@ -101,9 +104,9 @@ class Credential(Node):
     ) -> (
         Annotated[CredentialRotation, strawberry.lazy("studio_integrations.schema.rotation")] | None
     ):
-        from studio_integrations.schema.rotation import CredentialRotation, loaders_of
+        from studio_integrations.schema.rotation import CredentialRotation
 
-        rows = await loaders_of(info).rotations_by_credential.load((str(self.id), 1))
+        rows = await info.context.loaders.load(loaders.rotations_by_credential, (str(self.id), 1))
         return CredentialRotation.from_row(rows[0]) if rows else None
 
     @strawberry.field

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import strawberry
 
-from studio_integrations.core.errors import UserInputError
-
 
 @strawberry.type(description="Why a mutation changed nothing: which input, which rule.")
 class UserError:
@@ -14,7 +12,3 @@ class UserError:
     )
     code: str = strawberry.field(description="Machine-readable, e.g. `INVALID_SEMVER`.")
     message: str
-
-    @classmethod
-    def from_exception(cls, exc: UserInputError) -> UserError:
-        return cls(field=exc.field, code=exc.code, message=exc.message)

@@ -20,6 +20,7 @@ from studio_integrations.core.errors import NotFound
 from studio_integrations.domain import providers as domain
 from studio_integrations.persistence.models import ExternalApiClient as ExternalApiClientRow
 from studio_integrations.persistence.models import Provider as ProviderRow
+from studio_integrations.resolvers import loaders
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.relay import Connection, Node
@@ -89,12 +90,12 @@ class Provider(Node):
 
     @strawberry.field(description="The provider's API clients, newest SemVer first per assembly.")
     async def api_clients(self, info: Info) -> list[ExternalApiClient]:
-        rows = await info.context.loaders.api_clients_by_provider.load(str(self.id))
+        rows = await info.context.loaders.load(loaders.api_clients_by_provider, str(self.id))
         return [ExternalApiClient.from_row(r) for r in rows]
 
     @strawberry.field(description="Active, with at least one IMPLEMENTED API client.")
     async def ready_to_use(self, info: Info) -> bool:
-        rows = await info.context.loaders.api_clients_by_provider.load(str(self.id))
+        rows = await info.context.loaders.load(loaders.api_clients_by_provider, str(self.id))
         return self.status == ProviderStatus.ACTIVE and any(
             r.status == ApiClientStatus.IMPLEMENTED for r in rows
         )

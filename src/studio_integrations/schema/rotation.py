@@ -20,7 +20,7 @@ from studio_integrations.domain import rotation as domain
 from studio_integrations.domain.credentials import RotationPolicy
 from studio_integrations.persistence.models import Credential as CredentialRow
 from studio_integrations.persistence.models import CredentialRotation as RotationRow
-from studio_integrations.resolvers.rotation_loaders import RotationLoaders, rotation_loaders
+from studio_integrations.resolvers import loaders
 from studio_integrations.schema.connections import IntegrationRun
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
@@ -36,11 +36,6 @@ strawberry.enum(
 )
 
 CredentialRef = Annotated["Credential", strawberry.lazy("studio_integrations.schema.credentials")]
-
-
-def loaders_of(info: Info) -> RotationLoaders:
-    context = info.context
-    return rotation_loaders(context.loaders, context.services.db, context.scope)
 
 
 @strawberry.type(
@@ -72,7 +67,7 @@ class CredentialRotation(Node):
         extensions=requires(Scope.CONNECTIONS_READ),
     )
     async def verification_runs(self, info: Info) -> list[IntegrationRun] | None:
-        rows = await loaders_of(info).runs_by_rotation.load(str(self.id))
+        rows = await info.context.loaders.load(loaders.runs_by_rotation, str(self.id))
         return [IntegrationRun.from_row(r) for r in rows]
 
     @strawberry.field(description="The rotated credential.")

@@ -31,6 +31,7 @@ from studio_integrations.persistence.models import WebhookDelivery as DeliveryRo
 from studio_integrations.persistence.models import WebhookDeliveryAttempt as AttemptRow
 from studio_integrations.persistence.models import WebhookSubscription as SubscriptionRow
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
+from studio_integrations.resolvers import loaders
 from studio_integrations.schema.context import Info
 from studio_integrations.schema.errors import UserError
 from studio_integrations.schema.observability import TRACE_URL_DOC, trace_url
@@ -226,7 +227,7 @@ class WebhookDelivery(Node):
     async def attempts(self, info: Info) -> list[WebhookDeliveryAttempt]:
         rows = self.preloaded_attempts
         if rows is None:
-            rows = await info.context.loaders.webhook_attempts.load(str(self.id))
+            rows = await info.context.loaders.load(loaders.webhook_attempts, str(self.id))
         return [WebhookDeliveryAttempt.from_row(r) for r in rows]
 
     @strawberry.field(description="The delivery this one replays.")
