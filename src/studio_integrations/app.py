@@ -41,7 +41,7 @@ from studio_integrations.auth.limits import (
     RequestGuard,
     graphql_error_response,
 )
-from studio_integrations.auth.tokens import bearer_token
+from studio_integrations.auth.tokens import authorization_of, bearer_token
 from studio_integrations.core.errors import (
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_MESSAGE,
@@ -210,10 +210,7 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
         return context
 
     async def on_ws_connect(self, context: StudioContext) -> UnsetType | dict[str, object] | None:
-        params = context.connection_params or {}
-        header = params.get("authorization") or params.get("Authorization")
-        if not isinstance(header, str):
-            header = context.request.headers.get("authorization")
+        header = authorization_of(context.connection_params, context.request.headers)
         try:
             principal = await self.services.verifier.verify(bearer_token(header))
         except Unauthenticated as exc:

@@ -46,6 +46,8 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from studio_integrations.core.text import find_lone_surrogate
+
 log = logging.getLogger(__name__)
 
 
@@ -290,7 +292,11 @@ def check_json_text(text: str, max_depth: int, what: str) -> Any:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise RequestRefused(400, "MALFORMED_JSON", f"{what} is not valid JSON") from exc
-    if "\\u" in text and _LONE_SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(data):
+    if (
+        "\\u" in text
+        and _LONE_SURROGATE_ESCAPE.search(text)
+        and find_lone_surrogate(data, "") is not None
+    ):
         raise RequestRefused(
             400,
             "INVALID_UNICODE",
@@ -302,24 +308,6 @@ def check_json_text(text: str, max_depth: int, what: str) -> Any:
 
 # A ``\uD800``-``\uDFFF`` escape (paired or not): only then can parsed JSON hold a lone one.
 _LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def _holds_lone_surrogate(data: Any) -> bool:
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def ascii_length(value: str | None) -> int | None:

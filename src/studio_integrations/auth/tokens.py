@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -58,7 +59,16 @@ class TokenVerifier(Protocol):
     async def verify(self, token: str) -> Principal: ...
 
 
+def authorization_of(connection_params: Any, headers: Mapping[str, str]) -> str | None:
+    """The ``Authorization`` a client sent: over WebSockets, ``connection_init``'s payload
+    (browsers cannot set headers on the upgrade), else the request's header."""
+    params = connection_params if isinstance(connection_params, Mapping) else {}
+    header = params.get("authorization") or params.get("Authorization")
+    return header if isinstance(header, str) else headers.get("authorization")
+
+
 def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` value; the one parser of it."""
     if not authorization:
         raise Unauthenticated("missing bearer token")
     scheme, _, token = authorization.strip().partition(" ")

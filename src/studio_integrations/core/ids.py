@@ -7,12 +7,9 @@ from the id alone. Clients must treat them as opaque strings.
 
 from __future__ import annotations
 
-import os
-import threading
-import time
+import re
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
+from ulid import ULID
 
 # Prefix per entity. The prefix is part of the public id: never change one.
 PREFIXES: dict[str, str] = {
@@ -33,25 +30,15 @@ PREFIXES: dict[str, str] = {
     "Secret": "sec",
 }
 TYPE_BY_PREFIX: dict[str, str] = {prefix: name for name, prefix in PREFIXES.items()}
-
-_lock = threading.Lock()
-_last_ms = 0
-_last_rand = 0
+# How we write them: upper-case Crockford base32 (``ULID.from_str`` also takes lower case and
+# other spellings of the same value, which are not our ids).
+_ULID_TEXT = re.compile("[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
 def ulid() -> str:
-    """A monotonic ULID: ids made in the same millisecond still sort in creation order."""
-    global _last_ms, _last_rand
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _last_ms:
-            ms = _last_ms
-            _last_rand += 1
-        else:
-            _last_rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
-        _last_ms = ms
-        value = (ms << 80) | (_last_rand & ((1 << 80) - 1))
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+    """A monotonic ULID (python-ulid): ids made in the same millisecond still sort in
+    creation order."""
+    return str(ULID())
 
 
 def new_id(type_name: str) -> str:
@@ -61,6 +48,6 @@ def new_id(type_name: str) -> str:
 def type_of(id_: str) -> str | None:
     """The entity type an id names, or None when it is not one of ours."""
     prefix, sep, body = id_.partition("_")
-    if not sep or len(body) != 26 or any(c not in _DECODE for c in body):
+    if not sep or not _ULID_TEXT.fullmatch(body):
         return None
     return TYPE_BY_PREFIX.get(prefix)

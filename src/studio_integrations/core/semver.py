@@ -6,6 +6,8 @@ takes no part in precedence.
 
 ``SemVer.sort_key`` encodes precedence as a string whose plain ordering *is* precedence
 order, so the database can sort and paginate clients by version without knowing SemVer.
+Hand-written rather than the ``semver`` package: its ``Version.parse`` accepts ``"1.2.3\n"``
+(its pattern ends in ``$``), and the sort key needs the parsed identifiers anyway.
 """
 
 from __future__ import annotations
@@ -64,10 +66,6 @@ class SemVer:
             text += "+" + ".".join(self.build)
         return text
 
-    @property
-    def is_prerelease(self) -> bool:
-        return bool(self.prerelease)
-
     def _precedence(self) -> tuple[object, ...]:
         # A release outranks every pre-release of the same core version (spec item 11.3).
         return (self.major, self.minor, self.patch, not self.prerelease, self._identifiers())
@@ -122,15 +120,3 @@ def _number(value: int) -> bytes:
     # No leading zeros, so a longer digit string is a larger number.
     digits = str(value).encode("ascii")
     return bytes([len(digits)]) + digits
-
-
-def parse_semver(text: str) -> SemVer:
-    return SemVer.parse(text)
-
-
-def is_semver(text: str) -> bool:
-    try:
-        SemVer.parse(text)
-    except InvalidSemVer:
-        return False
-    return True

@@ -22,9 +22,9 @@ from studio_integrations.core.enums import (
     SignatureStatus,
 )
 from studio_integrations.core.ids import new_id
+from studio_integrations.core.text import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.core.trace import current_trace_id
 from studio_integrations.domain.failures import raise_failure
-from studio_integrations.domain.validation import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.persistence.models import (

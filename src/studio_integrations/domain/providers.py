@@ -817,13 +817,6 @@ async def capability_matrix(
     )
 
 
-def is_ready_to_use(provider: Provider, clients: Sequence[ExternalApiClient]) -> bool:
-    """An active provider with at least one implemented client."""
-    return provider.status == ProviderStatus.ACTIVE and any(
-        c.status == ApiClientStatus.IMPLEMENTED for c in clients
-    )
-
-
 # --- Governed actions --------------------------------------------------------------------
 
 

@@ -19,8 +19,10 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from studio_integrations.auth.tokens import bearer_token
 from studio_integrations.core.clock import utcnow
 from studio_integrations.core.enums import CircuitState, DeliveryStatus
+from studio_integrations.core.errors import Unauthenticated
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import (
     ConnectionHealth,
@@ -39,9 +41,11 @@ def metrics_endpoint(services: Services) -> Callable[[Request], Awaitable[Respon
 
     async def endpoint(request: Request) -> Response:
         if token is not None:
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            try:
+                given = bearer_token(request.headers.get("authorization"))
+            except Unauthenticated:
+                given = ""
+            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
                 return PlainTextResponse(
                     "metrics need the metrics token\n",
                     status_code=401,

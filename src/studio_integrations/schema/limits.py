@@ -76,7 +76,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 from strawberry.types.graphql import OperationType
 
 from studio_integrations.auth.limits import Budget, RateDecision, token_fingerprint
-from studio_integrations.domain.validation import find_lone_surrogate, find_nul
+from studio_integrations.auth.tokens import authorization_of, bearer_token
+from studio_integrations.core.text import find_lone_surrogate, find_nul
 from studio_integrations.telemetry import metrics
 
 DEFAULT_PAGE_SIZE = 20
@@ -297,12 +298,10 @@ def limit_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 
 
-def _bearer_token(context: Any) -> str:
-    params = getattr(context, "connection_params", None) or {}
-    header = params.get("authorization") or params.get("Authorization")
-    if not isinstance(header, str):
-        header = context.request.headers.get("authorization") or ""
-    return str(header).partition(" ")[2].strip()
+def _token_of(context: Any) -> str:
+    """The caller's bearer token (verified before any operation runs)."""
+    params = getattr(context, "connection_params", None)
+    return bearer_token(authorization_of(params, context.request.headers))
 
 
 class OperationLimits(SchemaExtension):
@@ -384,9 +383,7 @@ class OperationLimits(SchemaExtension):
         kind = "m" if mutations else "q"
         budgets = [
             Budget("tenant", f"{kind}.tenant.{principal.tenant_id}", tenant_limit),
-            Budget(
-                "token", f"{kind}.token.{token_fingerprint(_bearer_token(context))}", token_limit
-            ),
+            Budget("token", f"{kind}.token.{token_fingerprint(_token_of(context))}", token_limit),
         ]
         decision: RateDecision = await context.services.rate_limiter.take(budgets, units)
         if decision.allowed:
