@@ -21,12 +21,11 @@ from studio_integrations.auth.limits import (
     make_rate_limiter,
 )
 from studio_integrations.auth.tokens import TokenVerifier, make_verifier
-from studio_integrations.domain.failures import ESCALATION_THRESHOLD_KEY
-from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.domain.webhooks import WebhookFanout
 from studio_integrations.events.bus import EventBus
 from studio_integrations.events.feeds import DeliveryFeed
-from studio_integrations.events.outbox import STRICT_EVENTS_KEY, WAKE_KEY
+from studio_integrations.events.outbox import STRICT_EVENTS_KEY, wake_on_commit
 from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database
 from studio_integrations.settings import Settings
@@ -84,6 +83,9 @@ class Services:
     # of delivery status changes.
     webhook_dispatcher: WebhookDispatcher
     webhook_feed: DeliveryFeed
+    # Circuit, health and escalation thresholds, passed to every action that records a run
+    # or a failure (tests replace it, e.g. with a clock they move).
+    health_policy: HealthPolicy
     # Abuse limits: rate budgets (shared through Redis when the bus is Redis) and the
     # per-tenant count of live WebSocket operations in this process.
     rate_limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
@@ -105,6 +107,7 @@ class Services:
         http = outbound_client()
         vault = make_secret_store(settings, db)
         feed = DeliveryFeed(settings.broadcast_url, settings.bus_namespace)
+        health_policy = HealthPolicy.from_settings(settings)
         dispatcher = WebhookDispatcher(
             db,
             vault,
@@ -117,6 +120,7 @@ class Services:
             concurrency=settings.webhook_concurrency,
             per_subscription=settings.webhook_subscription_concurrency,
             notify=feed.publish,
+            health=health_policy,
         )
         # Each published event becomes deliveries for matching subscriptions, in the relay's
         # transaction (at-least-once; never lost between publishing and enqueueing).
@@ -138,6 +142,7 @@ class Services:
             provider_caller=ProviderCaller(http, allow_loopback=settings.allow_loopback_targets),
             webhook_dispatcher=dispatcher,
             webhook_feed=feed,
+            health_policy=health_policy,
             rate_limiter=make_rate_limiter(
                 settings.broadcast_url, namespace=settings.bus_namespace
             ),
@@ -147,7 +152,7 @@ class Services:
         """Connect, then start the workers ``settings.workers`` names (all by default)."""
         workers = self.settings.workers
         await self.bus.connect()
-        self.db.session_info[WAKE_KEY] = self.relay.wake
+        wake_on_commit(self.db, self.relay.wake)
         if "relay" in workers:
             self.relay.start()
         self.rotation_scheduler = RotationScheduler(
@@ -156,6 +161,7 @@ class Services:
             self.provider_caller,
             interval_seconds=self.settings.rotation_scheduler_interval_seconds,
             lease=timedelta(seconds=self.settings.rotation_lease_seconds),
+            policy=self.health_policy,
         )
         if "scheduler" in workers:
             self.rotation_scheduler.start()
@@ -165,9 +171,6 @@ class Services:
         self._start_health(prober="prober" in workers)
 
     def _start_health(self, *, prober: bool) -> None:
-        policy = HealthPolicy.from_settings(self.settings)
-        self.db.session_info[POLICY_KEY] = policy
-        self.db.session_info[ESCALATION_THRESHOLD_KEY] = self.settings.failure_escalation_threshold
         self.hub = FanoutHub(self.bus, queue_size=self.settings.subscription_queue_size)
         self.health_prober = HealthProber(
             self.db,
@@ -176,7 +179,7 @@ class Services:
             interval=self.settings.probe_interval_seconds,
             timeout=self.settings.probe_timeout_seconds,
             concurrency=self.settings.probe_concurrency,
-            policy=policy,
+            policy=self.health_policy,
         )
         if prober:
             self.health_prober.start()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from studio_integrations.domain.health import POLICY_KEY, HealthPolicy
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import (
     AuditEvent,
@@ -55,7 +55,7 @@ def make_prober(
         clock=clock,
         probe_interval=timedelta(seconds=PROBE_INTERVAL),
     )
-    (db or services.db).session_info[POLICY_KEY] = policy
+    services.health_policy = policy  # what requests (testConnection...) record runs with
     return HealthProber(
         db or services.db,
         services.vault,

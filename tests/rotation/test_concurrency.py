@@ -119,6 +119,7 @@ async def test_two_racing_rotations_on_postgres_exactly_one_runs(
             vault=vault,  # type: ignore[arg-type]
             caller=gated,  # type: ignore[arg-type]
             credential_id=world.credential_id,
+            policy=services.health_policy,
         )
 
     tasks = [asyncio.create_task(replica("a")), asyncio.create_task(replica("b"))]

@@ -68,8 +68,8 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.domain.credentials import check_secret_ref
-from studio_integrations.domain.failures import raise_failure
-from studio_integrations.domain.health import observe_run
+from studio_integrations.domain.failures import record_failure
+from studio_integrations.domain.health import HealthPolicy, observe_run
 from studio_integrations.domain.json_schemas import (
     ValidationBudgetExceeded,
     linear_validator_for,
@@ -397,6 +397,7 @@ async def record_run(
     session: AsyncSession,
     ctx: ActionContext,
     *,
+    policy: HealthPolicy,
     connection_id: str,
     kind: RunKind,
     outcome: CallOutcome,
@@ -445,15 +446,18 @@ async def record_run(
         )
     await session.flush()
     if not outcome.ok:
-        await raise_failure(
+        await record_failure(
             session,
             ctx,
+            policy=policy,
             category=outcome.category or FailureCategory.UNKNOWN,
             message=outcome.message or "the call failed",
             connection_id=connection_id,
             run_id=run.id,
         )
-    await observe_run(session, ctx, run)  # every run is a health signal (domain.health)
+    await observe_run(
+        session, ctx, run, policy=policy
+    )  # every run is a health signal (domain.health)
     return run
 
 
@@ -611,6 +615,7 @@ async def establish_connection(
     *,
     vault: SecretStore,
     caller: ProviderCaller,
+    policy: HealthPolicy,
     definition: ConnectionDefinition,
 ) -> RunResult:
     connection_id = new_id("IntegrationConnection")
@@ -687,6 +692,7 @@ async def establish_connection(
                 outcome=outcome,
                 credential_version=getattr(checked.plan, "secret_version", None),
                 started_at=started_at,
+                policy=policy,
             )
         if failed:
             assert run is not None
@@ -867,6 +873,7 @@ async def run_connection_test(
     *,
     vault: SecretStore,
     caller: ProviderCaller,
+    policy: HealthPolicy,
     connection_id: str,
 ) -> RunResult:
     async with sessions.read() as session:
@@ -890,6 +897,7 @@ async def run_connection_test(
             outcome=outcome,
             credential_version=plan.secret_version if isinstance(plan, CallPlan) else None,
             started_at=started_at,
+            policy=policy,
         )
         emit_event(
             session,

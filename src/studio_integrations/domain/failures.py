@@ -1,7 +1,7 @@
 """Integration failures: every failed run or delivery becomes an ``IntegrationFailure`` row
 and an ``IntegrationFailureRaised`` event, in the transaction that records the run.
 
-``raise_failure`` is the one place failures are written; runs (``domain.connections``),
+``record_failure`` is the one place failures are written; runs (``domain.connections``),
 rotations and webhook deliveries call it. Failures of one connection and category share a
 ``group_key`` so the feed can group them.
 
@@ -23,25 +23,24 @@ from studio_integrations.core.clock import utcnow
 from studio_integrations.core.context import ActionContext
 from studio_integrations.core.enums import EscalationStatus, FailureCategory
 from studio_integrations.core.ids import new_id
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.persistence.health import FailureRepository
 from studio_integrations.persistence.models import IntegrationFailure
 
 MAX_MESSAGE_CHARS = 1000
-# ``Database.session_info`` key of the escalation threshold (set from settings at start).
-ESCALATION_THRESHOLD_KEY = "studio.failures.escalation_threshold"
-DEFAULT_ESCALATION_THRESHOLD = 5
 
 
 def group_key(connection_id: str | None, category: FailureCategory) -> str:
     return f"{connection_id or '-'}:{category.value}"
 
 
-async def raise_failure(
+async def record_failure(
     session: AsyncSession,
     ctx: ActionContext,
     *,
+    policy: HealthPolicy,
     category: FailureCategory,
     message: str,
     connection_id: str | None,
@@ -55,7 +54,7 @@ async def raise_failure(
     repo = FailureRepository(session)
     earlier, first_seen = await repo.open_group(key)
     occurrences = earlier + 1
-    threshold = int(session.info.get(ESCALATION_THRESHOLD_KEY) or DEFAULT_ESCALATION_THRESHOLD)
+    threshold = policy.escalation_threshold
     escalated = occurrences >= threshold
     if occurrences == threshold and earlier:
         await repo.escalate_group(key)

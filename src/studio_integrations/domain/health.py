@@ -24,9 +24,9 @@ of status emits ``ConnectionHealthChanged``; a recovery to HEALTHY resolves the 
 open failure groups (``domain.failures``). A snapshot is written on every change of status or
 circuit, and otherwise at most every ``snapshot_every``, for the health timeline.
 
-All thresholds and timings are settings (``HealthPolicy.from_settings``); the policy reaches
-code that only sees a session through ``Database.session_info[POLICY_KEY]``, and carries the
-clock, so tests drive time.
+All thresholds and timings are settings (``HealthPolicy.from_settings``, held by
+``Services.health_policy``); the policy is passed to every action that records a run or a
+failure, and carries the clock, so tests drive time.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ from studio_integrations.persistence.repository import Page, PageRequest, Tenant
 if TYPE_CHECKING:
     from studio_integrations.settings import Settings
 
-POLICY_KEY = "studio.health.policy"
 UNHEALTHY_PROBE_FAILURES = 3
 DEFAULT_LATENCY_THRESHOLD_MS = 2000
 
@@ -87,6 +86,8 @@ class HealthPolicy:
     degraded_error_rate: float = 0.10
     snapshot_every: timedelta = timedelta(minutes=5)
     probe_interval: timedelta = timedelta(seconds=60)
+    # The failure that brings a group to this many occurrences escalates it (domain.failures).
+    escalation_threshold: int = 5
     clock: Clock = field(default=utcnow, compare=False)
 
     @classmethod
@@ -99,12 +100,8 @@ class HealthPolicy:
             window=timedelta(seconds=settings.health_window_seconds),
             degraded_error_rate=settings.health_degraded_error_rate,
             probe_interval=timedelta(seconds=settings.probe_interval_seconds),
+            escalation_threshold=settings.failure_escalation_threshold,
         )
-
-
-def policy_of(session: AsyncSession) -> HealthPolicy:
-    policy = session.info.get(POLICY_KEY)
-    return policy if isinstance(policy, HealthPolicy) else HealthPolicy()
 
 
 # --- The pure part: window, breaker, status -----------------------------------------------
@@ -240,11 +237,10 @@ def connection_status_for(health: HealthStatus) -> ConnectionStatus:
 
 
 async def observe_run(
-    session: AsyncSession, ctx: ActionContext, run: IntegrationRun
+    session: AsyncSession, ctx: ActionContext, run: IntegrationRun, *, policy: HealthPolicy
 ) -> HealthChange | None:
     """Feed a just-recorded run into its connection's health (same transaction). Returns
     the change of status, if any. Retired connections are left alone."""
-    policy = policy_of(session)
     now = policy.clock()
     connection = await TenantRepository(session, IntegrationConnection).get(run.connection_id)
     if connection is None or connection.status is ConnectionStatus.RETIRED:

@@ -24,7 +24,8 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.ids import new_id
 from studio_integrations.core.text import find_lone_surrogate, find_nul, storable_text
 from studio_integrations.core.trace import current_trace_id
-from studio_integrations.domain.failures import raise_failure
+from studio_integrations.domain.failures import record_failure
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
 from studio_integrations.persistence.models import (
@@ -120,6 +121,7 @@ async def record_inbound(
     headers: dict[str, str],
     received_at: datetime,
     latency_ms: float,
+    policy: HealthPolicy,
     suppressed: int = 0,
 ) -> WebhookDelivery:
     """Record one request to a live connection (``suppressed``: unsigned requests counted
@@ -171,9 +173,10 @@ async def record_inbound(
         )
     else:
         more = f" ({suppressed} more unsigned requests since the last one recorded)"
-        await raise_failure(
+        await record_failure(
             session,
             ctx,
+            policy=policy,
             category=outcome.category,
             message=f"inbound webhook rejected: {outcome.error}" + (more if suppressed else ""),
             connection_id=connection.id,

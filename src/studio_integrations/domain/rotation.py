@@ -89,7 +89,8 @@ from studio_integrations.domain.credentials import (
     _usable,
     check_rotation_policy,
 )
-from studio_integrations.domain.failures import raise_failure
+from studio_integrations.domain.failures import record_failure
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.domain.validation import ValidationErrors
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
@@ -211,6 +212,7 @@ async def _fail(
     reason: str,
     now: datetime,
     *,
+    policy: HealthPolicy,
     runs: Sequence[IntegrationRun] = (),
     category: FailureCategory | None = None,
 ) -> None:
@@ -223,9 +225,10 @@ async def _fail(
     rotation.lease_until = None
     await session.flush()
     if category is not None:
-        await raise_failure(
+        await record_failure(
             session,
             ctx,
+            policy=policy,
             category=category,
             message=f"rotation {rotation.id} of credential {rotation.credential_id}: {reason}",
             connection_id=None,
@@ -246,6 +249,8 @@ async def _resolve_stale(
     rotations: Sequence[CredentialRotation],
     strategy_of: dict[str, RotationStrategy],
     now: datetime,
+    *,
+    policy: HealthPolicy,
 ) -> list[CredentialRotation]:
     resolved = []
     for rotation in rotations:
@@ -259,6 +264,7 @@ async def _resolve_stale(
             f"{ABANDONED}: the process running it stopped before it finished "
             f"(it was {rotation.status.value})",
             now,
+            policy=policy,
             category=FailureCategory.UNKNOWN,
         )
         resolved.append(rotation)
@@ -316,6 +322,8 @@ async def _claim(
     new_version: str | None,
     now: datetime,
     lease: timedelta,
+    *,
+    policy: HealthPolicy,
 ) -> tuple[CredentialRotation, list[CredentialRotation]]:
     async with sessions.write() as session:
         repo = RotationRepository(session)
@@ -324,7 +332,7 @@ async def _claim(
             raise _not_found()
         live = await repo.live_for(credential.id, lock=True)
         stale = await _resolve_stale(
-            session, ctx, live, {credential.id: credential.rotation_strategy}, now
+            session, ctx, live, {credential.id: credential.rotation_strategy}, now, policy=policy
         )
         if len(stale) < len(live):
             raise UserInputError(
@@ -429,6 +437,8 @@ async def _finish(
     results: Sequence[tuple[str, datetime, CallOutcome]],
     now: datetime,
     requested_expiry: datetime | None = None,
+    *,
+    policy: HealthPolicy,
 ) -> RotationResult:
     async with sessions.write() as session:
         repo = RotationRepository(session)
@@ -447,6 +457,7 @@ async def _finish(
                 credential_version=rotation.new_version,
                 started_at=started_at,
                 rotation_id=rotation.id,
+                policy=policy,
             )
             for connection_id, started_at, outcome in results
         ]
@@ -465,6 +476,7 @@ async def _finish(
                 f"verification failed on {len(failed)} of {len(runs)} connection(s) "
                 f"({', '.join(categories)}); version {rotation.previous_version} stays current",
                 now,
+                policy=policy,
                 runs=runs,
             )
         elif credential.current_version != rotation.previous_version:
@@ -475,6 +487,7 @@ async def _finish(
                 strategy,
                 "the credential's current version changed while this rotation ran",
                 now,
+                policy=policy,
                 runs=runs,
                 category=FailureCategory.UNKNOWN,
             )
@@ -536,6 +549,7 @@ async def rotate_credential(
     vault: SecretStore,
     caller: ProviderCaller,
     credential_id: str,
+    policy: HealthPolicy,
     clock: Clock = utcnow,
     lease: timedelta = DEFAULT_LEASE,
     expires_at: datetime | None = None,
@@ -571,7 +585,13 @@ async def rotate_credential(
         )
 
     rotation, stale = await _claim(
-        sessions, ctx, target, new_props.version if new_props else None, clock(), lease
+        sessions,
+        ctx,
+        target,
+        new_props.version if new_props else None,
+        clock(),
+        lease,
+        policy=policy,
     )
     if target.strategy is RotationStrategy.GENERATED:
         await _disable_generated(vault, target.secret_name, {r.id for r in stale})
@@ -597,6 +617,7 @@ async def rotate_credential(
                         target.strategy,
                         f"the vault refused the new version ({type(exc).__name__})",
                         clock(),
+                        policy=policy,
                         category=FailureCategory.CONFIGURATION,
                     )
                 return RotationResult(row, credential_row)
@@ -624,6 +645,7 @@ async def rotate_credential(
         results,
         clock(),
         requested_expiry,
+        policy=policy,
     )
     if (
         target.strategy is RotationStrategy.GENERATED
@@ -637,7 +659,12 @@ async def rotate_credential(
 
 
 async def resolve_abandoned(
-    sessions: TenantSessions, vault: SecretStore, now: datetime, *, limit: int = 100
+    sessions: TenantSessions,
+    vault: SecretStore,
+    now: datetime,
+    *,
+    policy: HealthPolicy,
+    limit: int = 100,
 ) -> int:
     """Resolve rotations whose lease ran out to FAILED. ``sessions`` is a system-scope pair
     (the sweep crosses tenants); each failure is recorded under its own tenant."""
@@ -649,8 +676,9 @@ async def resolve_abandoned(
             credential = await TenantRepository(session, Credential).get(rotation.credential_id)
             assert credential is not None
             ctx = ActionContext.system(rotation.tenant_id)
+            strategy_of = {credential.id: credential.rotation_strategy}
             resolved = await _resolve_stale(
-                session, ctx, [rotation], {credential.id: credential.rotation_strategy}, now
+                session, ctx, [rotation], strategy_of, now, policy=policy
             )
             count += len(resolved)
             if resolved and credential.rotation_strategy is RotationStrategy.GENERATED:

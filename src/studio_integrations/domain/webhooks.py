@@ -49,7 +49,8 @@ from studio_integrations.core.enums import (
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.core.ids import new_id, type_of
 from studio_integrations.domain.credentials import TENANT_TAG, check_secret_ref
-from studio_integrations.domain.failures import raise_failure
+from studio_integrations.domain.failures import record_failure
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.domain.validation import ValidationErrors
 from studio_integrations.events.catalog import BY_TYPE, DEFINITIONS, EventDefinition
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
@@ -815,6 +816,7 @@ async def apply_attempt(
     result: AttemptResult,
     policy: AttemptPolicy,
     *,
+    health: HealthPolicy,
     now: datetime,
     url: str | None,
     attempt: WebhookDeliveryAttempt | None = None,
@@ -897,9 +899,10 @@ async def apply_attempt(
                 delivery.next_attempt_at = None
 
     if delivery.status is DeliveryStatus.FAILED:
-        await raise_failure(
+        await record_failure(
             session,
             ctx,
+            policy=health,
             category=result.category or FailureCategory.UNKNOWN,
             message=f"webhook delivery to {result.url_host or 'the endpoint'} failed after "
             f"{number} attempt(s): {result.error or 'no detail'}",
@@ -925,7 +928,12 @@ async def disable_subscription(
 
 
 async def abandon(
-    session: AsyncSession, delivery: WebhookDelivery, reason: str, *, now: datetime
+    session: AsyncSession,
+    delivery: WebhookDelivery,
+    reason: str,
+    *,
+    health: HealthPolicy,
+    now: datetime,
 ) -> None:
     """A delivery whose subscription is gone or inactive stops without another request."""
     delivery.status = DeliveryStatus.FAILED
@@ -933,9 +941,10 @@ async def abandon(
     delivery.next_attempt_at = None
     delivery.lease_until = None
     await session.flush()
-    await raise_failure(
+    await record_failure(
         session,
         ActionContext.system(delivery.tenant_id),
+        policy=health,
         category=FailureCategory.CONFIGURATION,
         message=f"webhook delivery abandoned: {reason}",
         connection_id=delivery.connection_id,

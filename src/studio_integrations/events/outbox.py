@@ -7,6 +7,7 @@ publishes committed outbox rows; a bus outage delays them and loses nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -18,14 +19,10 @@ from studio_integrations.core.context import ActionContext
 from studio_integrations.core.ids import new_id
 from studio_integrations.events.catalog import check_data
 from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
-from studio_integrations.persistence.db import StudioSession
+from studio_integrations.persistence.db import Database, StudioSession
 from studio_integrations.persistence.models import AuditEvent, OutboxMessage
 
 PENDING_KEY = "studio.outbox.pending"
-# Sessions opened by ``Database`` carry the relay's wake-up callable under this key (see
-# ``Database.session_info``), so a commit with events wakes the relay at once instead of
-# waiting for its next poll.
-WAKE_KEY = "studio.outbox.wake"
 
 
 def tenant_channel(namespace: str, tenant_id: str) -> str:
@@ -84,12 +81,15 @@ def emit_event(
     return envelope
 
 
-@event.listens_for(StudioSession, "after_commit")
-def _wake_relay(session: Session) -> None:
-    if session.info.pop(PENDING_KEY, False):
-        wake = session.info.get(WAKE_KEY)
-        if wake is not None:
+def wake_on_commit(db: Database, wake: Callable[[], None]) -> None:
+    """Call ``wake`` (the relay's) after each commit of ``db`` that emitted events, so the
+    relay publishes at once instead of at its next poll."""
+
+    def committed(session: Session) -> None:
+        if session.info.pop(PENDING_KEY, False):
             wake()
+
+    db.after_commit(committed)
 
 
 @event.listens_for(StudioSession, "after_rollback")

@@ -11,7 +11,7 @@ across tenants open sessions with ``TenantScope.system()`` — visibly, at the c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,24 +169,31 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             _configure_sqlite(self.engine.sync_engine)
+        # A session class of its own, so what ``after_commit`` registers hears this database's
+        # sessions only (the tenant guard, on ``StudioSession``, applies to it too).
+        self._session_class: type[StudioSession] = type("StudioSession", (StudioSession,), {})
         self._sessions = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=StudioSession
+            self.engine, expire_on_commit=False, sync_session_class=self._session_class
         )
         # Same pool; its connections' transactions are marked read-only (see _configure_sqlite).
         self._read_sessions = async_sessionmaker(
             self.engine.execution_options(**{READ_ONLY_OPTION: True}),
             expire_on_commit=False,
-            sync_session_class=StudioSession,
+            sync_session_class=self._session_class,
         )
         self._counters: list[StatementCounter] = []
         # Foreground (request) transactions this process has finished: a request's read
         # session whose snapshot predates one starts a new snapshot (``StudioContext.read``).
         # Workers' writes do not count: a request reads one snapshot of their work.
         self.writes = 0
-        # Copied into every session's ``info``: how the app hands per-process hooks (such as
-        # the outbox relay's wake-up) to code that only sees a session.
+        # Copied into every session's ``info``: settings of this database's sessions (whether
+        # an event's data must match its documented schema, ``events.outbox``).
         self.session_info: dict[str, Any] = {}
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._count)
+
+    def after_commit(self, listener: Callable[[Session], None]) -> None:
+        """Call ``listener`` with each of this database's sessions after it commits."""
+        event.listen(self._session_class, "after_commit", listener)
 
     @property
     def dialect(self) -> str:

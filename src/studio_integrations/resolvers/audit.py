@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import strawberry
+
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain.audit import AuditEventFilter as DomainFilter
 from studio_integrations.domain.audit import list_audit_events
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
@@ -30,3 +34,12 @@ async def resolve_audit_events(
             page_request,
         )
     return AuditEventConnection.from_page(page, AuditEvent.from_row)
+
+
+@strawberry.type
+class AuditQuery:
+    audit_events: AuditEventConnection | None = strawberry.field(
+        resolver=resolve_audit_events,
+        extensions=requires(Scope.AUDIT_READ),
+        description="The tenant's audit log, newest first. Requires `audit:read`.",
+    )

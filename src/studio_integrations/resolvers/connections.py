@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from studio_integrations.auth.scopes import Scope
+import strawberry
+
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.domain import connections as domain
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.resolvers.governed import run_governed, run_governed_calls
@@ -57,6 +60,7 @@ async def establish_connection(
             ctx,
             vault=services.vault,
             caller=services.provider_caller,
+            policy=services.health_policy,
             definition=definition,
         ),
     )
@@ -80,6 +84,7 @@ async def test_connection(info: Info, input: TestConnectionInput) -> TestConnect
             ctx,
             vault=services.vault,
             caller=services.provider_caller,
+            policy=services.health_policy,
             connection_id=connection_id,
         ),
     )
@@ -123,4 +128,55 @@ async def retire_connection(info: Info, input: RetireConnectionInput) -> RetireC
     return RetireConnectionPayload(
         connection=outcome.map(IntegrationConnection.from_row),
         user_errors=outcome.user_errors,
+    )
+
+
+@strawberry.type
+class ConnectionsQuery:
+    integration_connections: IntegrationConnectionConnection | None = strawberry.field(
+        resolver=resolve_integration_connections,
+        extensions=requires(Scope.CONNECTIONS_READ),
+        description=(
+            "The tenant's connections, newest first unless `orderBy` says otherwise. "
+            "Requires `connections:read`."
+        ),
+    )
+
+
+@strawberry.type
+class ConnectionsMutation:
+    establish_connection: EstablishConnectionPayload | None = strawberry.mutation(
+        resolver=establish_connection,
+        extensions=requires(ACTION_SCOPES["establishConnection"]),
+        description=(
+            "Connect a provider with a credential and configuration, running its verification "
+            "request live first (`runTest`). Requires `connections:write`."
+        ),
+    )
+
+    update_connection: UpdateConnectionPayload | None = strawberry.mutation(
+        resolver=update_connection,
+        extensions=requires(ACTION_SCOPES["updateConnection"]),
+        description=(
+            "Rename a connection or change its configuration or inbound signing secret. "
+            "Requires `connections:write`."
+        ),
+    )
+
+    test_connection: TestConnectionPayload | None = strawberry.mutation(
+        resolver=test_connection,
+        extensions=requires(ACTION_SCOPES["testConnection"]),
+        description=(
+            "Run the provider's verification request now; the run is recorded with every "
+            "attempt. Requires `connections:write`."
+        ),
+    )
+
+    retire_connection: RetireConnectionPayload | None = strawberry.mutation(
+        resolver=retire_connection,
+        extensions=requires(ACTION_SCOPES["retireConnection"]),
+        description=(
+            "Retire a connection for good (`confirmName` must equal its name). "
+            "Requires `connections:write`."
+        ),
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import strawberry
+
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.domain import credentials as domain
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.resolvers.governed import run_governed
@@ -42,4 +46,28 @@ async def register_credential(
     return RegisterCredentialPayload(
         credential=outcome.map(Credential.from_row),
         user_errors=outcome.user_errors,
+    )
+
+
+@strawberry.type
+class CredentialsQuery:
+    credentials: CredentialConnection | None = strawberry.field(
+        resolver=resolve_credentials,
+        extensions=requires(Scope.CREDENTIALS_READ),
+        description=(
+            "The tenant's credentials (references and metadata, never values), newest first. "
+            "Requires `credentials:read`."
+        ),
+    )
+
+
+@strawberry.type
+class CredentialsMutation:
+    register_credential: RegisterCredentialPayload | None = strawberry.mutation(
+        resolver=register_credential,
+        extensions=requires(ACTION_SCOPES["registerCredential"]),
+        description=(
+            "Bind a secret of the configured vault by reference and pin its version. "
+            "Requires `credentials:write`."
+        ),
     )

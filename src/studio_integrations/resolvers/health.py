@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import strawberry
+
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain import health as domain
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.schema.context import Info
@@ -37,3 +41,24 @@ async def resolve_integration_failures(
     assert isinstance(result, IntegrationFailureConnection)
     result.failure_filter = flt
     return result
+
+
+@strawberry.type
+class HealthQuery:
+    external_health: ExternalHealth | None = strawberry.field(
+        resolver=resolve_external_health,
+        extensions=requires(Scope.HEALTH_READ),
+        description=(
+            "Every live connection's health (latency, error rate, circuit), per connection "
+            "and per provider. Requires `health:read`."
+        ),
+    )
+
+    integration_failures: IntegrationFailureConnection | None = strawberry.field(
+        resolver=resolve_integration_failures,
+        extensions=requires(Scope.HEALTH_READ),
+        description=(
+            "Failed runs and deliveries, newest first, with their escalation; `groups` counts "
+            "them per category. Requires `health:read`."
+        ),
+    )

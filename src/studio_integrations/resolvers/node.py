@@ -35,6 +35,7 @@ from studio_integrations.schema.health import IntegrationFailure
 from studio_integrations.schema.providers import ExternalApiClient, Provider
 from studio_integrations.schema.relay import Node
 from studio_integrations.schema.rotation import CredentialRotation
+from studio_integrations.schema.viewer import Viewer
 from studio_integrations.schema.webhooks import WebhookDelivery, WebhookSubscription
 
 
@@ -93,3 +94,17 @@ async def resolve_node(info: Info, id: strawberry.ID) -> Node | None:
         )
     row = await info.context.loaders.by_id(node_type.model).load(str(id))
     return None if row is None else node_type.to_node(row)
+
+
+@strawberry.type
+class NodeQuery:
+    node: Node | None = strawberry.field(
+        resolver=resolve_node, description="Any object by its id; null when not visible."
+    )
+
+
+@strawberry.type
+class ViewerQuery:
+    @strawberry.field(description="The authenticated caller and what they may do.")
+    def viewer(self, info: Info) -> Viewer:
+        return Viewer.for_principal(info.context.require_principal())

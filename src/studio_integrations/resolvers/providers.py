@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.domain import providers as domain
 from studio_integrations.persistence.models import Provider as ProviderRow
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
@@ -111,4 +113,51 @@ async def register_api_client(
     return RegisterApiClientPayload(
         api_client=outcome.map(ExternalApiClient.from_row),
         user_errors=outcome.user_errors,
+    )
+
+
+@strawberry.type
+class ProvidersQuery:
+    providers: ProviderConnection | None = strawberry.field(
+        resolver=resolve_providers,
+        extensions=requires(Scope.PROVIDERS_READ),
+        description=(
+            "The tenant's providers and the global catalogue (`global: true`), newest first. "
+            "Requires `providers:read`."
+        ),
+    )
+
+    api_clients: ExternalApiClientConnection | None = strawberry.field(
+        resolver=resolve_api_clients,
+        extensions=requires(Scope.PROVIDERS_READ),
+        description=(
+            "Visible API clients by assembly, newest SemVer first. Requires `providers:read`."
+        ),
+    )
+
+    capability_matrix: CapabilityMatrix | None = strawberry.field(
+        resolver=resolve_capability_matrix,
+        extensions=requires(Scope.PROVIDERS_READ),
+        description=(
+            "Which operations each provider and API client supports: every visible provider, "
+            "or the given ones. Requires `providers:read`."
+        ),
+    )
+
+
+@strawberry.type
+class ProvidersMutation:
+    register_provider: RegisterProviderPayload | None = strawberry.mutation(
+        resolver=register_provider,
+        extensions=requires(ACTION_SCOPES["registerProvider"]),
+        description="Register a tenant-owned provider. Requires `providers:write`.",
+    )
+
+    register_api_client: RegisterApiClientPayload | None = strawberry.mutation(
+        resolver=register_api_client,
+        extensions=requires(ACTION_SCOPES["registerApiClient"]),
+        description=(
+            "Register a version of an API client for one of the tenant's providers. "
+            "Requires `providers:write`."
+        ),
     )

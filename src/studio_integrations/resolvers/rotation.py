@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import strawberry
+
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.core.clock import utcnow
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain import rotation as domain
@@ -37,6 +41,7 @@ async def rotate_credential(info: Info, input: RotateCredentialInput) -> RotateC
             vault=services.vault,
             caller=services.provider_caller,
             credential_id=str(input.credential_id),
+            policy=services.health_policy,
             lease=timedelta(seconds=services.settings.rotation_lease_seconds),
             expires_at=input.expires_at,
         ),
@@ -74,3 +79,37 @@ async def resolve_credential_expiry_alerts(
     async with info.context.read() as session:
         alerts = await domain.expiry_alerts(session, utcnow())
     return [CredentialExpiryAlert.from_alert(a) for a in alerts[:first]]
+
+
+@strawberry.type
+class RotationQuery:
+    credential_expiry_alerts: list[CredentialExpiryAlert] | None = strawberry.field(
+        resolver=resolve_credential_expiry_alerts,
+        extensions=requires(Scope.CREDENTIALS_READ),
+        description=(
+            "Credentials whose expiry or rotation due date is within their warning window, "
+            "soonest first, with the days left. Requires `credentials:read`."
+        ),
+    )
+
+
+@strawberry.type
+class RotationMutation:
+    rotate_credential: RotateCredentialPayload | None = strawberry.mutation(
+        resolver=rotate_credential,
+        extensions=requires(ACTION_SCOPES["rotateCredential"]),
+        description=(
+            "Rotate now: a new version (generated into the vault, or the newest one put there "
+            "out of band), verified against every bound connection, promoted only when all "
+            "pass. Also `POST /integrations/credentials/rotate`. Requires `credentials:rotate`."
+        ),
+    )
+
+    set_rotation_policy: SetRotationPolicyPayload | None = strawberry.mutation(
+        resolver=set_rotation_policy,
+        extensions=requires(ACTION_SCOPES["setRotationPolicy"]),
+        description=(
+            "How often a credential is rotated and how many days ahead expiry and due "
+            "rotation are warned about. Requires `credentials:write`."
+        ),
+    )

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import TypeVar, cast
 
+import strawberry
 from strawberry.scalars import JSON
 
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import ACTION_SCOPES, Scope
 from studio_integrations.domain import webhooks as domain
 from studio_integrations.persistence.repository import DEFAULT_PAGE_SIZE, PageRequest
 from studio_integrations.resolvers.governed import run_governed, run_governed_calls
@@ -181,4 +184,75 @@ async def send_test_webhook(info: Info, input: SendTestWebhookInput) -> SendTest
     return SendTestWebhookPayload(
         delivery=outcome.map(lambda row: WebhookDelivery.from_row(row, attempts=[])),
         user_errors=outcome.user_errors,
+    )
+
+
+@strawberry.type
+class WebhooksQuery:
+    webhook_subscriptions: WebhookSubscriptionConnection | None = strawberry.field(
+        resolver=resolve_webhook_subscriptions,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="The tenant's outbound webhook subscriptions, newest first. "
+        "Requires `webhooks:read`.",
+    )
+
+    webhook_deliveries: WebhookDeliveryConnection | None = strawberry.field(
+        resolver=resolve_webhook_deliveries,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="The webhook delivery log, both directions, newest first. "
+        "Requires `webhooks:read`.",
+    )
+
+    webhook_event_types: list[WebhookEventType] | None = strawberry.field(
+        resolver=resolve_webhook_event_types,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="Every event type a webhook subscription can name, with the JSON Schema "
+        "of its `data` and an example. Requires `webhooks:read`.",
+    )
+
+
+@strawberry.type
+class WebhooksMutation:
+    create_webhook_subscription: CreateWebhookSubscriptionPayload | None = strawberry.mutation(
+        resolver=create_webhook_subscription,
+        extensions=requires(ACTION_SCOPES["createWebhookSubscription"]),
+        description="Send events of a type (or `*`) to an HTTPS endpoint, signed with a "
+        "`whsec_` secret (generated into the vault unless `signingSecretRef` names one). "
+        "Requires `webhooks:write`.",
+    )
+
+    update_webhook_subscription: UpdateWebhookSubscriptionPayload | None = strawberry.mutation(
+        resolver=update_webhook_subscription,
+        extensions=requires(ACTION_SCOPES["updateWebhookSubscription"]),
+        description="Change a subscription's endpoint, event type, description, retry "
+        "schedule, or switch it on or off. Requires `webhooks:write`.",
+    )
+
+    rotate_webhook_signing_secret: RotateWebhookSigningSecretPayload | None = strawberry.mutation(
+        resolver=rotate_webhook_signing_secret,
+        extensions=requires(ACTION_SCOPES["rotateWebhookSigningSecret"]),
+        description="A new signing secret version; the old one keeps signing alongside "
+        "for 24 h. Requires `webhooks:write`.",
+    )
+
+    replay_webhook_delivery: ReplayWebhookDeliveryPayload | None = strawberry.mutation(
+        resolver=replay_webhook_delivery,
+        extensions=requires(ACTION_SCOPES["replayWebhookDelivery"]),
+        description="Send a delivery's preserved payload again as a new delivery with the same "
+        "`webhook-id`. Requires `webhooks:replay`.",
+    )
+
+    recover_webhook_deliveries: RecoverWebhookDeliveriesPayload | None = strawberry.mutation(
+        resolver=recover_webhook_deliveries,
+        extensions=requires(ACTION_SCOPES["recoverWebhookDeliveries"]),
+        description="After an endpoint outage: send every FAILED delivery of a subscription "
+        "created in `[since, until)` again (same `webhook-id`s), audited once with the count. "
+        "Requires `webhooks:replay`.",
+    )
+
+    send_test_webhook: SendTestWebhookPayload | None = strawberry.mutation(
+        resolver=send_test_webhook,
+        extensions=requires(ACTION_SCOPES["sendTestWebhook"]),
+        description='Send a signed example of an event type (marked `"test": true`) to a '
+        "subscription's endpoint; it is logged like any delivery. Requires `webhooks:write`.",
     )

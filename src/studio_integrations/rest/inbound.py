@@ -262,6 +262,7 @@ class _Recording:
             headers=self.headers,
             received_at=self.received_at,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 3),
+            policy=self.services.health_policy,
             suppressed=self.suppressed,
         )
 

@@ -61,6 +61,7 @@ from studio_integrations.domain.credentials import (
     RotationPolicy,
     register_credential,
 )
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.domain.providers import ProviderDefinition, register_provider
 from studio_integrations.outbound.provider_calls import CallAttempt, CallOutcome, ProviderCaller
 from studio_integrations.persistence.connections import ConnectionRepository
@@ -327,6 +328,7 @@ async def seed_connections(db: Database, settings: Settings, tenant_id: str) -> 
     # is ever sent through this client (no live test).
     http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
     caller = ProviderCaller(http, allow_loopback=settings.allow_loopback_targets)
+    policy = HealthPolicy.from_settings(settings)
     created = {"secrets": 0, "credentials": 0, "connections": 0}
     try:
         for demo in DEMO_CONNECTIONS:
@@ -350,6 +352,7 @@ async def seed_connections(db: Database, settings: Settings, tenant_id: str) -> 
                 ctx,
                 vault=vault,
                 caller=caller,
+                policy=policy,
                 definition=ConnectionDefinition(
                     provider_id=provider_id,
                     name=demo.name,
@@ -375,6 +378,7 @@ async def seed_connections(db: Database, settings: Settings, tenant_id: str) -> 
                         outcome=outcome,
                         credential_version=version,
                         started_at=started_at,
+                        policy=policy,
                     )
     finally:
         await http.aclose()

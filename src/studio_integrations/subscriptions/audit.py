@@ -13,6 +13,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.domain.audit import check_event_types
 from studio_integrations.schema.audit import AuditEvent
 from studio_integrations.schema.context import Info
@@ -32,3 +34,16 @@ async def subscribe_audit_events(
             if wanted and envelope.type not in wanted:
                 continue
             yield AuditEvent.from_envelope(envelope)
+
+
+@strawberry.type
+class AuditSubscription:
+    audit_events: AsyncGenerator[AuditEvent, None] = strawberry.subscription(
+        resolver=subscribe_audit_events,
+        extensions=requires(Scope.AUDIT_READ),
+        description=(
+            "The tenant's events as they happen, optionally only some types. Requires "
+            "`audit:read`. With `after` (a pushed event's `cursor`) it first replays, in "
+            "commit order, what was committed since."
+        ),
+    )

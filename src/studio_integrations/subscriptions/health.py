@@ -13,6 +13,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.core.enums import FailureCategory
 from studio_integrations.events.envelope import EventType
 from studio_integrations.resolvers.loaders import Loaders
@@ -68,3 +70,24 @@ async def subscribe_integration_failures(
             yield IntegrationFailure.from_envelope(
                 envelope, Loaders(services.db, info.context.scope)
             )
+
+
+@strawberry.type
+class HealthSubscription:
+    health_changed: AsyncGenerator[HealthChange, None] = strawberry.subscription(
+        resolver=subscribe_health_changed,
+        extensions=requires(Scope.HEALTH_READ),
+        description="Each change of a connection's health status, optionally of one connection "
+        "or provider. Requires `health:read`."
+        "With `after` (a pushed item's `cursor`) it first replays, in commit order, what was "
+        "committed since.",
+    )
+
+    integration_failures: AsyncGenerator[IntegrationFailure, None] = strawberry.subscription(
+        resolver=subscribe_integration_failures,
+        extensions=requires(Scope.HEALTH_READ),
+        description="Failures as they happen, optionally of one category or connection. "
+        "Requires `health:read`."
+        "With `after` (a pushed item's `cursor`) it first replays, in commit order, what was "
+        "committed since.",
+    )

@@ -19,6 +19,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.core.enums import DeliveryDirection, DeliveryStatus
 from studio_integrations.events.feeds import UPDATE_TYPE, DeliveryFeed
 from studio_integrations.schema.context import Info
@@ -53,3 +55,13 @@ async def subscribe_webhook_delivery_updated(
             )
             if delivery is not None:
                 yield delivery
+
+
+@strawberry.type
+class WebhooksSubscription:
+    webhook_delivery_updated: AsyncGenerator[WebhookDelivery, None] = strawberry.subscription(
+        resolver=subscribe_webhook_delivery_updated,
+        extensions=requires(Scope.WEBHOOKS_READ),
+        description="Each status change of the tenant's webhook deliveries, optionally of one "
+        "direction or subscription. Requires `webhooks:read`.",
+    )

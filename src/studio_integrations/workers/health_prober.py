@@ -211,6 +211,7 @@ class HealthProber:
                 outcome=outcome,
                 credential_version=plan.secret_version if isinstance(plan, CallPlan) else None,
                 started_at=started_at,
+                policy=self.policy,
             )
             repo = HealthStateRepository(session)
             state = await repo.for_connection(claim.connection_id)

@@ -30,6 +30,7 @@ from studio_integrations.core.context import ActionContext
 from studio_integrations.core.enums import RotationStrategy
 from studio_integrations.core.errors import UserInputError
 from studio_integrations.domain import rotation as domain
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.telemetry.tracing import span
@@ -59,8 +60,10 @@ class RotationScheduler:
         clock: Clock = utcnow,
         lease: timedelta = domain.DEFAULT_LEASE,
         retry_after: timedelta = DEFAULT_RETRY_AFTER,
+        policy: HealthPolicy | None = None,
     ) -> None:
         self._db = db
+        self._policy = policy or HealthPolicy()
         self._vault = vault
         self._caller = caller
         self._interval = interval_seconds
@@ -97,7 +100,9 @@ class RotationScheduler:
 
     async def tick(self) -> TickReport:
         now = self.clock()
-        abandoned = await domain.resolve_abandoned(self._system(), self._vault, now)
+        abandoned = await domain.resolve_abandoned(
+            self._system(), self._vault, now, policy=self._policy
+        )
         expiring = await domain.warn_expiring(self._system(), now)
         rotated = due_alerts = 0
         for tenant_id, credential_id, strategy in await domain.due_credentials(self._system(), now):
@@ -114,6 +119,7 @@ class RotationScheduler:
                         vault=self._vault,
                         caller=self._caller,
                         credential_id=credential_id,
+                        policy=self._policy,
                         clock=self.clock,
                         lease=self._lease,
                     )

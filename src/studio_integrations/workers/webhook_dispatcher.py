@@ -48,6 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from studio_integrations.core.clock import Clock, utcnow
 from studio_integrations.core.enums import DeliveryStatus, FailureCategory
 from studio_integrations.domain import webhooks as domain
+from studio_integrations.domain.health import HealthPolicy
 from studio_integrations.outbound.egress import (
     EgressRefused,
     EgressUnresolvable,
@@ -127,8 +128,10 @@ class WebhookDispatcher:
         rng: random.Random | None = None,
         resolver: Resolver | None = None,
         notify: Notify | None = None,
+        health: HealthPolicy | None = None,
     ) -> None:
         self._db = db
+        self._health = health or HealthPolicy()
         self._vault = vault
         self._http = http
         self._allow_loopback = allow_loopback
@@ -424,7 +427,9 @@ class WebhookDispatcher:
             session: AsyncSession, delivery: WebhookDelivery, _sub: WebhookSubscription | None
         ) -> None:
             if delivery.status in (DeliveryStatus.PENDING, DeliveryStatus.RETRYING):
-                await domain.abandon(session, delivery, reason, now=self.clock())
+                await domain.abandon(
+                    session, delivery, reason, health=self._health, now=self.clock()
+                )
 
         await self._record_one(claim, change)
 
@@ -489,6 +494,7 @@ class WebhookDispatcher:
                     subs.get(delivery.subscription_id or ""),
                     result,
                     self._policy,
+                    health=self._health,
                     now=now,
                     url=None,
                     attempt=attempts.get(claim.attempt_id or ""),
