@@ -36,7 +36,7 @@ from studio_integrations.auth.gateway import (
     GraphQLGateway,
     SocketExpiry,
 )
-from studio_integrations.auth.limits import (
+from studio_integrations.auth.request_limits import (
     HeaderSizeLimit,
     RequestGuard,
     graphql_error_response,

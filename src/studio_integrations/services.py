@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from studio_integrations.auth.limits import (
+from studio_integrations.auth.request_limits import (
     MemoryRateLimiter,
     RateLimiter,
     SubscriptionSlots,

@@ -95,8 +95,9 @@ class Settings(BaseSettings):
     metrics_tenant_labels: bool = False
     trace_url_template: str | None = None
 
-    # Abuse limits (see auth/limits.py and schema/limits.py). A per-minute budget of 0 turns
-    # that budget off. Production mode turns introspection and GraphiQL off unless set.
+    # Abuse limits (see auth/request_limits.py and schema/operation_limits.py). A per-minute
+    # budget of 0 turns that budget off. Production mode turns introspection and GraphiQL off
+    # unless set.
     environment: Literal["development", "production"] = "development"
     introspection: bool | None = None  # None: on in development, off in production
     graphiql: bool | None = None  # None: on in development, off in production

@@ -8,7 +8,11 @@ import httpx
 import pytest
 from graphql import parse
 
-from studio_integrations.schema.limits import CostEstimate, estimate_cost, root_field_count
+from studio_integrations.schema.operation_limits import (
+    CostEstimate,
+    estimate_cost,
+    root_field_count,
+)
 from studio_integrations.schema.schema import schema
 from tests.conftest import TokenFactory
 from tests.governance.conftest import ServerFactory, client, provider_input, registry_counts

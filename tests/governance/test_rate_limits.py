@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from studio_integrations.auth.limits import (
+from studio_integrations.auth.request_limits import (
     Budget,
     MemoryRateLimiter,
     RateLimiter,

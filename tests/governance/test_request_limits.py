@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from studio_integrations.auth.limits import json_depth
+from studio_integrations.auth.request_limits import json_depth
 from tests.conftest import TokenFactory
 from tests.governance.conftest import (
     REGISTER_PROVIDER,

@@ -31,7 +31,6 @@ from studio_integrations.vault.base import (
 )
 from studio_integrations.vault.factory import make_secret_store
 from studio_integrations.vault.local import LocalSecretStore
-from studio_integrations.vault.local import make_secret_store as legacy_make_secret_store
 from tests.fakes.connect_proxy import ConnectProxy
 from tests.fakes.keyvault import (
     KEYVAULT_SCOPE,
@@ -343,9 +342,8 @@ async def test_make_secret_store_picks_the_configured_store(tmp_path: Path) -> N
         assert azure.vault_url == "https://studio.vault.azure.net"  # as parse_secret_ref spells it
         await azure.close()
 
-        local = legacy_make_secret_store(Settings(secret_store="local", **base), db)
+        local = make_secret_store(Settings(secret_store="local", **base), db)
         assert isinstance(local, LocalSecretStore)
-        assert legacy_make_secret_store is make_secret_store
 
         with pytest.raises(VaultMisconfigured, match="STUDIO_KEYVAULT_URL"):
             make_secret_store(Settings(secret_store="azure", keyvault_url=None, **base), db)

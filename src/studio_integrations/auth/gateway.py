@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from studio_integrations.auth.limits import RequestRefused, check_json_text
+from studio_integrations.auth.request_limits import RequestRefused, check_json_text
 from studio_integrations.auth.tokens import TokenVerifier, bearer_token
 from studio_integrations.core.errors import Unauthenticated
 

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio_integrations.auth.gateway import PRINCIPAL_STATE
-from studio_integrations.auth.limits import graphql_error_response
+from studio_integrations.auth.request_limits import graphql_error_response
 from studio_integrations.core.clock import utcnow
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.models import IdempotencyKey

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from studio_integrations.auth.limits import ascii_length
+from studio_integrations.auth.request_limits import ascii_length
 from studio_integrations.core.clock import utcnow
 from studio_integrations.core.enums import ConnectionStatus, SignatureStatus
 from studio_integrations.core.ids import new_id, type_of

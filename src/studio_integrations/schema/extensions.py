@@ -25,8 +25,8 @@ from strawberry.extensions import (
 )
 
 from studio_integrations.core.errors import UNAVAILABLE_MESSAGE, StudioError, is_outage
-from studio_integrations.schema.limits import OperationLimits
 from studio_integrations.schema.observability import OperationTelemetry
+from studio_integrations.schema.operation_limits import OperationLimits
 
 log = logging.getLogger("studio_integrations.core.errors")
 

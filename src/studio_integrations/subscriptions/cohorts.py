@@ -49,7 +49,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorM
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
-from studio_integrations.schema.limits import StudioTransportWSHandler
+from studio_integrations.schema.operation_limits import StudioTransportWSHandler
 from studio_integrations.subscriptions.hub import COHORT_MEMBERS, SLOW_CONSUMER
 
 if TYPE_CHECKING:

@@ -28,9 +28,6 @@ from studio_integrations.vault.base import (
     check_new_secret,
 )
 
-# Moved to vault.factory (it now also builds the Azure store); re-exported for existing imports.
-from studio_integrations.vault.factory import make_secret_store as make_secret_store
-
 LOCAL_VAULT_URL = "local://vault"
 
 

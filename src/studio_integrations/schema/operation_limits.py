@@ -11,7 +11,7 @@ and writes nothing. In order:
    Every operation already needs a valid token, so it is never open to anonymous callers.
 3. The query cost estimate (``estimate_cost``) above ``STUDIO_MAX_QUERY_COST`` is refused
    with ``QUERY_TOO_COSTLY`` and ``extensions.cost`` / ``extensions.maxCost``.
-4. Rate limits (``auth.limits``): every root mutation field costs one unit of the tenant's
+4. Rate limits (``auth.request_limits``): every root mutation field costs one unit of the tenant's
    and of the token's mutation budget; a query whose estimate reaches
    ``STUDIO_EXPENSIVE_QUERY_COST`` costs one unit of their expensive-query budgets. Cheap
    queries are never rate-limited. A refusal is ``RATE_LIMITED`` with
@@ -75,7 +75,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 from strawberry.types.graphql import OperationType
 
-from studio_integrations.auth.limits import Budget, RateDecision, token_fingerprint
+from studio_integrations.auth.request_limits import Budget, RateDecision, token_fingerprint
 from studio_integrations.auth.tokens import authorization_of, bearer_token
 from studio_integrations.core.text import find_lone_surrogate, find_nul
 from studio_integrations.telemetry import metrics
