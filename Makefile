@@ -56,8 +56,10 @@ migrate: $(STAMP)
 
 # GraphiQL and the dashboard: web/ (npm, lock file) built by vite into the package's
 # web/static, which is committed; only needed after changing web/ or its dependencies.
+# `npm install` keeps to package-lock.json: `npm ci` refuses the lock when the registry has no
+# copy of a platform-only optional dependency (vite's napi-windows-process-start-time).
 web:
-	cd web && npm ci --no-audit --no-fund && npm run build
+	cd web && npm install --no-audit --no-fund && git diff --exit-code package-lock.json && npm run build
 
 clean:
 	rm -rf $(VENV) .studio studio.db studio.db-wal studio.db-shm .pytest_cache .mypy_cache .ruff_cache
