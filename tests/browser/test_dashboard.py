@@ -3,11 +3,19 @@ driven by the real prober against a fake provider on loopback."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import WebSocketRoute
 
+from studio_integrations.core.context import ActionContext
+from studio_integrations.core.enums import FailureCategory
+from studio_integrations.domain.failures import record_failure
+from studio_integrations.persistence.db import TenantScope
 from studio_integrations.workers.health_prober import HealthProber
 from tests.browser.conftest import Tab, until
 from tests.conftest import TokenFactory
@@ -98,4 +106,76 @@ async def test_dashboard_says_when_it_is_disconnected(
     assert await page.evaluate("document.body.classList.contains('disconnected')")
     assert "#token" not in page.url  # the token left the address bar
     await tab.screenshot("dashboard-disconnected")
+    assert tab.blocked == []
+
+
+async def test_dashboard_resumes_its_streams_after_a_dropped_socket(
+    server: LiveServer, make_token: TokenFactory, tab: Tab
+) -> None:
+    """A dropped socket reconnects and each stream subscribes again with `after`: the cursor
+    of the last item it showed, so what was committed meanwhile is replayed in order."""
+    page = tab.page
+    subscribes: list[tuple[int, dict[str, Any]]] = []  # (connection number, payload)
+    pushed: list[dict[str, Any]] = []  # failures the server pushed
+    routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+        routes.append((ws, upstream))
+        number = len(routes)
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "subscribe":
+                subscribes.append((number, frame["payload"]))
+            upstream.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            item = (frame.get("payload") or {}).get("data") or {}
+            if frame.get("type") == "next" and "integrationFailures" in item:
+                pushed.append(item["integrationFailures"])
+            ws.send(message)
+
+        ws.on_message(from_page)
+        upstream.on_message(from_server)
+
+    await page.route_web_socket(re.compile(r".*/graphql$"), route)
+    services = server.services
+    await page.goto(f"{server.url}/dashboard#token={make_token()}")
+    await page.wait_for_selector('#live[data-state="live"]', timeout=PAGE_MS)
+    await until(lambda: services.bus.local_subscribers("acme") == 2, "both subscriptions")
+
+    async def fail(message: str) -> None:
+        async with services.db.transaction(TenantScope.of("acme")) as session:
+            await record_failure(
+                session,
+                ActionContext.system("acme"),
+                policy=services.health_policy,
+                category=FailureCategory.SERVER_ERROR,
+                message=message,
+                connection_id=None,
+            )
+
+    await fail("before the drop")
+    await until(lambda: len(pushed) == 1, "the first failure pushed")
+    cursor = pushed[0]["cursor"]
+    assert cursor.startswith("evc_")
+
+    # The socket drops (a restarting server's 1012: the client reconnects).
+    page_side, upstream = routes[-1]
+    await page_side.close(code=1012, reason="restart")
+    await upstream.close()
+    await fail("while away")
+    await until(lambda: any(n == 2 for n, _ in subscribes), "the resubscription")
+    resumed = {
+        p["query"].split("(")[0].split()[-1]: p["variables"] for n, p in subscribes if n == 2
+    }
+    assert resumed["DashboardFailures"] == {"after": cursor}
+    await page.wait_for_selector('#live[data-state="live"]', timeout=PAGE_MS)
+    await until(lambda: [p["message"] for p in pushed][-1] == "while away", "the replay")
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#failures li[data-failure-id]').length === 2",
+        timeout=REREAD_MS,
+    )
     assert tab.blocked == []

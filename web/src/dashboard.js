@@ -21,13 +21,15 @@ const STATE_QUERY = `query ExternalHealthDashboard {
   }
 }`;
 
-const HEALTH_SUBSCRIPTION = `subscription DashboardHealth {
-  healthChanged { connectionId providerId previousStatus status circuitState latencyP95Ms
-    errorRate occurredAt }
+// `after`: the cursor of the last item shown, so a stream that reconnects first replays what
+// was committed while it was away (in commit order), then goes on live.
+const HEALTH_SUBSCRIPTION = `subscription DashboardHealth($after: ID) {
+  healthChanged(after: $after) { cursor connectionId providerId previousStatus status
+    circuitState latencyP95Ms errorRate occurredAt }
 }`;
 
-const FAILURE_SUBSCRIPTION = `subscription DashboardFailures {
-  integrationFailures { ${FAILURE_FIELDS} }
+const FAILURE_SUBSCRIPTION = `subscription DashboardFailures($after: ID) {
+  integrationFailures(after: $after) { cursor ${FAILURE_FIELDS} }
 }`;
 
 const $ = (selector) => document.querySelector(selector);
@@ -229,17 +231,33 @@ function onFailure(failure) {
   scheduleRefresh();
 }
 
+const cursorRefused = (errors) => Array.isArray(errors)
+  && errors.some((e) => String(e.extensions?.code).startsWith('CURSOR_'));
+
 function subscribe(query, onData) {
+  // graphql-ws sends this same object again when it reconnects: the newest cursor rides along.
+  // A cursor past the resume window is refused (CURSOR_EXPIRED): then the stream goes on live
+  // from now, and the state re-read on reconnect covers the gap.
+  const request = { query, variables: {} };
   client.subscribe(
-    { query },
+    request,
     {
       next: (result) => {
+        if (cursorRefused(result.errors) && request.variables.after) {
+          subscribe(query, onData);
+          return;
+        }
         if (result.errors?.length) showMessage(result.errors[0].message);
         const payload = result.data && Object.values(result.data)[0];
+        if (payload?.cursor) request.variables.after = payload.cursor;
         if (payload) onData(payload);
       },
       // A closed socket is told by the client's `closed` handler; this is for the rest.
       error: (error) => {
+        if (cursorRefused(error) && request.variables.after) {
+          subscribe(query, onData);
+          return;
+        }
         if (!(error && typeof error.code === 'number')) {
           showMessage(`Live updates stopped: ${error.message || error}`);
         }
