@@ -15,7 +15,7 @@ from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
-WAIT_MS = 30_000  # the IDE parses ~4 MB of JavaScript; the CI machine is shared
+WAIT_MS = 60_000  # the IDE parses ~4 MB of JavaScript; a hang guard on a loaded machine
 
 
 async def response_text(page: Page) -> str:
