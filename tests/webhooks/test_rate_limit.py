@@ -8,11 +8,16 @@ The dispatchers are driven by hand with a clock the test moves, and share one
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
-from studio_integrations.auth.request_limits import MemoryRateLimiter, RedisRateLimiter
+from studio_integrations.auth.request_limits import (
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from studio_integrations.core.enums import DeliveryStatus
 from studio_integrations.services import Services
 from tests.fakes.receiver import WebhookReceiver
@@ -171,6 +176,44 @@ async def test_two_replicas_share_the_rate_and_defer_the_rest(
     assert {r.attempt_count for r in waiting} == {0}
     assert all(r.next_attempt_at is not None and r.next_attempt_at > clock.now for r in waiting)
     for row in waiting:
+        assert await attempts(services, row.id) == []
+
+
+async def test_replicas_with_their_own_limiters_share_the_rate_through_redis(
+    services: Services, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
+) -> None:
+    """The deployed path: each replica has its own limiter object; with a Redis bus they draw
+    from one bucket in Redis (Redis's clock, which a test cannot stop: the bound below allows
+    one more token for every second the two passes took, which is normally none)."""
+    sub = await subscribe_and_emit(
+        services, http, token, receiver.url, events=6, maxDeliveriesPerSecond=1
+    )
+    settings = services.settings
+    own: RateLimiter = services.rate_limiter
+    if isinstance(own, RedisRateLimiter):
+        other: RateLimiter = RedisRateLimiter(
+            settings.broadcast_url, namespace=settings.bus_namespace
+        )
+    else:
+        other = own  # one process: the in-memory limiter is the shared one
+    clock = Clock()
+    first = hand_dispatcher(services, clock, rate_limiter=own, batch_size=3)
+    second = hand_dispatcher(services, clock, rate_limiter=other, batch_size=3)
+    started = time.monotonic()
+    try:
+        sent = await first.dispatch_once() + await second.dispatch_once()
+    finally:
+        elapsed = time.monotonic() - started
+        if other is not own:
+            await other.aclose()
+    assert 1 <= sent <= 1 + int(elapsed)
+    assert len(receiver.received) == sent
+    rows = await deliveries(services, subscription_id=sub["id"])
+    waiting = [r for r in rows if r.status is DeliveryStatus.PENDING]
+    assert len(waiting) == 6 - sent
+    for row in waiting:
+        assert row.attempt_count == 0
+        assert row.next_attempt_at is not None and row.next_attempt_at > clock.now
         assert await attempts(services, row.id) == []
 
 
