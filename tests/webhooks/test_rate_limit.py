@@ -19,6 +19,7 @@ from studio_integrations.auth.request_limits import (
     RedisRateLimiter,
 )
 from studio_integrations.core.enums import DeliveryStatus
+from studio_integrations.events.envelope import EventType
 from studio_integrations.services import Services
 from tests.fakes.receiver import WebhookReceiver
 from tests.support.events import emit
@@ -243,6 +244,44 @@ async def test_a_limited_subscription_does_not_hold_back_an_unlimited_one(
         [DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING, DeliveryStatus.PENDING]
     )
     assert by_sub[free["id"]] == [DeliveryStatus.SUCCEEDED] * 3
+
+
+async def test_a_batch_of_deferred_deliveries_does_not_stall_the_others(
+    services: Services, http: httpx.AsyncClient, token: str, receiver: WebhookReceiver
+) -> None:
+    """A limited subscription's backlog ahead of other deliveries fills whole claims with
+    deferrals; the running dispatcher claims on at once instead of waiting for its poll."""
+    limited = await subscribe_and_emit(
+        services, http, token, receiver.url, events=6, maxDeliveriesPerSecond=1
+    )
+    free = await create_subscription(http, token, receiver.url, eventType="CredentialRotated")
+    for _ in range(2):
+        await emit(services, "acme", type=EventType.CREDENTIAL_ROTATED)
+
+    async def fanned() -> list[Any] | None:
+        rows = await deliveries(services, subscription_id=free["id"])
+        return rows if len(rows) >= 2 else None
+
+    await eventually(fanned, what="the fan-out")
+    limiter = MemoryRateLimiter(clock=FrozenSeconds())
+    # The poll is far away: only claiming on reaches the other subscription's deliveries.
+    dispatcher = hand_dispatcher(
+        services, Clock(), rate_limiter=limiter, batch_size=3, poll_seconds=600
+    )
+    dispatcher.start()
+    try:
+
+        async def free_sent() -> bool:
+            rows = await deliveries(services, subscription_id=free["id"])
+            return all(r.status is DeliveryStatus.SUCCEEDED for r in rows)
+
+        await eventually(free_sent, what="the unlimited subscription's deliveries")
+    finally:
+        await dispatcher.stop(grace=5)
+    rows = await deliveries(services, subscription_id=limited["id"])
+    assert sorted(r.status for r in rows) == sorted(
+        [DeliveryStatus.SUCCEEDED] + [DeliveryStatus.PENDING] * 5
+    )
 
 
 async def test_the_dispatcher_draws_from_the_services_shared_limiter(

@@ -24,7 +24,9 @@ delivery of a limited subscription, in the claim's order; from the first refusal
 subscription's deliveries in the batch are deferred, not attempted: ``next_attempt_at`` moves
 to when the bucket will hold a token again (the limiter's ``retry_after``), with no lease,
 no attempt row and no change to the attempt count, so the next claims pass over them until
-then. The deliveries one claim defers share one due time, so they keep their order (the
+then; a batch filled by deferrals is followed by another claim at once, so a limited
+subscription's backlog never holds back the deliveries behind it until the next poll. The
+deliveries one claim defers share one due time, so they keep their order (the
 claim's tie-break is the id). A token taken by a claim whose transaction then fails is lost
 (the subscription sends a little less, never more). When Redis cannot be reached the
 limiter lets sends through (logged), as it does for API requests.
@@ -179,6 +181,8 @@ class WebhookDispatcher:
         self._results: asyncio.Queue[tuple[_Claim, domain.AttemptResult]] = asyncio.Queue()
         self._secret_cache: dict[tuple[str, str], tuple[float, asyncio.Future[str]]] = {}
         self.attempts = 0
+        # Due deliveries the last claim deferred (rate limits): they filled part of its batch.
+        self._deferred = 0
 
     # --- lifecycle ---
 
@@ -238,10 +242,12 @@ class WebhookDispatcher:
                 raise
             except Exception:
                 log.warning("webhook dispatcher: claim failed", exc_info=True)
-                claims = []
+                claims, self._deferred = [], 0  # rolled back: wait for the poll
             for claim in claims:
                 self._spawn(claim)
-            if len(claims) < min(free, self._batch_size) and not self._stopping:
+            # A batch filled by deferred deliveries is not the end of what is due: claim on.
+            seen = len(claims) + self._deferred
+            if seen < min(free, self._batch_size) and not self._stopping:
                 # Nothing more is due (or every due delivery's subscription is saturated):
                 # wait for a wake-up, a freed slot of a saturated subscription, or the poll.
                 self._slot_freed.clear()
@@ -354,6 +360,7 @@ class WebhookDispatcher:
         """Lease a batch of due deliveries and record their attempts, in one transaction."""
         now = self.clock()
         lease_until = now + self._lease
+        self._deferred = 0
         saturated = [s for s, n in self._per_sub.items() if n >= self._per_subscription]
         async with self._db.transaction(TenantScope.system_scope(), background=True) as session:
             stmt = (
@@ -401,6 +408,7 @@ class WebhookDispatcher:
                         # later delivery overtake this one).
                         deferred[sub.id] = due
                         row.next_attempt_at = due
+                        self._deferred += 1
                         continue
                     taken[sub.id] = taken.get(sub.id, 0) + 1
                 row.lease_until = lease_until
