@@ -108,6 +108,9 @@ class Services:
         vault = make_secret_store(settings, db)
         feed = DeliveryFeed(settings.broadcast_url, settings.bus_namespace)
         health_policy = HealthPolicy.from_settings(settings)
+        # Request budgets and per-subscription webhook rates: in Redis (shared by every
+        # replica) when the bus is Redis.
+        rate_limiter = make_rate_limiter(settings.broadcast_url, namespace=settings.bus_namespace)
         dispatcher = WebhookDispatcher(
             db,
             vault,
@@ -121,6 +124,7 @@ class Services:
             per_subscription=settings.webhook_subscription_concurrency,
             notify=feed.publish,
             health=health_policy,
+            rate_limiter=rate_limiter,
         )
         # Each published event becomes deliveries for matching subscriptions, in the relay's
         # transaction (at-least-once; never lost between publishing and enqueueing).
@@ -143,9 +147,7 @@ class Services:
             webhook_dispatcher=dispatcher,
             webhook_feed=feed,
             health_policy=health_policy,
-            rate_limiter=make_rate_limiter(
-                settings.broadcast_url, namespace=settings.bus_namespace
-            ),
+            rate_limiter=rate_limiter,
         )
 
     async def start(self) -> None:

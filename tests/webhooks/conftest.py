@@ -35,7 +35,7 @@ T = TypeVar("T")
 SUBSCRIPTION_FIELDS = """
   id eventType endpointUrl signingSecretRef signingSecretVersion previousSigningSecretVersion
   previousSecretValidUntil description active retrySchedule effectiveRetrySchedule
-  disabledReason failingSince version
+  maxDeliveriesPerSecond disabledReason failingSince version
 """
 
 CREATE = f"""

@@ -79,6 +79,7 @@ MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 1000
 MAX_SCHEDULE_LENGTH = 20
 MAX_DELAY_SECONDS = 7 * 24 * 3600
+MAX_DELIVERIES_PER_SECOND = 10_000
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
 JITTER = 0.2
 SECRET_OVERLAP = timedelta(hours=24)
@@ -102,6 +103,7 @@ class SubscriptionDefinition:
     description: str | None = None
     active: bool = True
     retry_schedule: Sequence[int] | None = None
+    max_deliveries_per_second: int | None = None  # None: unlimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class SubscriptionChanges:
     description: Any = KEEP
     active: Any = KEEP
     retry_schedule: Any = KEEP  # None clears the override
+    max_deliveries_per_second: Any = KEEP  # None clears the limit
     expected_version: int | None = None
 
 
@@ -176,6 +179,23 @@ def _check_schedule(
     return None
 
 
+def _check_rate(errors: ValidationErrors, field: str, value: Any) -> int | None:
+    """A delivery rate: None (unlimited) or a whole number 1..MAX_DELIVERIES_PER_SECOND."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add(field, "INVALID_RATE", "give a whole number of deliveries per second")
+    elif not 1 <= value <= MAX_DELIVERIES_PER_SECOND:
+        errors.add(
+            field,
+            "INVALID_RATE",
+            f"give 1..{MAX_DELIVERIES_PER_SECOND} deliveries per second, or null for no limit",
+        )
+    else:
+        return value
+    return None
+
+
 def _check_version(row: WebhookSubscription, expected: int | None) -> None:
     if expected is not None and expected != row.version:
         raise UserInputError(
@@ -205,6 +225,7 @@ def _subscription_data(row: WebhookSubscription) -> dict[str, Any]:
         "signingSecretRef": row.signing_secret_ref,
         "signingSecretVersion": row.signing_secret_version,
         "retrySchedule": row.retry_schedule,
+        "maxDeliveriesPerSecond": row.max_deliveries_per_second,
     }
 
 
@@ -236,6 +257,7 @@ async def create_subscription(
     )
     description = _check_description(errors, "input.description", definition.description)
     schedule = _check_schedule(errors, "input.retrySchedule", definition.retry_schedule)
+    rate = _check_rate(errors, "input.maxDeliveriesPerSecond", definition.max_deliveries_per_second)
     given: tuple[SecretRef, str] | None = None
     raw_ref = definition.signing_secret_ref
     if raw_ref is not None and raw_ref.strip():
@@ -265,6 +287,7 @@ async def create_subscription(
             description=description,
             active=definition.active,
             retry_schedule=schedule,
+            max_deliveries_per_second=rate,
         )
         session.add(row)
         await session.flush()
@@ -319,6 +342,11 @@ async def update_subscription(
         schedule = _check_schedule(errors, "input.retrySchedule", changes.retry_schedule)
         if not errors.has("input.retrySchedule") and schedule != row.retry_schedule:
             changed["retry_schedule"] = schedule
+    if changes.max_deliveries_per_second is not KEEP:
+        field = "input.maxDeliveriesPerSecond"
+        rate = _check_rate(errors, field, changes.max_deliveries_per_second)
+        if not errors.has(field) and rate != row.max_deliveries_per_second:
+            changed["max_deliveries_per_second"] = rate
     if changes.active is not KEEP and changes.active is not None and changes.active != row.active:
         changed["active"] = bool(changes.active)
     errors.raise_any()

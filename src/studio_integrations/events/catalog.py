@@ -76,6 +76,7 @@ _SUBSCRIPTION = {
     "active": BOOL,
     "signingSecretRef": STR,
     "retrySchedule": {"type": ["array", "null"], "items": INT},
+    "maxDeliveriesPerSecond": {"type": ["integer", "null"], "minimum": 1},
 }
 
 
@@ -123,6 +124,7 @@ _SUB_EXAMPLE: dict[str, Any] = {
     "signingSecretRef": "local://vault/secrets/whsec-whsub-01jd8",
     "signingSecretVersion": "v1",
     "retrySchedule": None,
+    "maxDeliveriesPerSecond": None,
 }
 
 DEFINITIONS: tuple[EventDefinition, ...] = (

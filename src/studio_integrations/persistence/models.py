@@ -351,6 +351,8 @@ class WebhookSubscription(TenantScoped, Timestamps, Base):
     description: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
     retry_schedule: Mapped[list[int] | None] = mapped_column(JSONDocument)
+    # Deliveries sent per second at most, across every replica (None: unlimited).
+    max_deliveries_per_second: Mapped[int | None] = mapped_column(Integer)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     failing_since: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)

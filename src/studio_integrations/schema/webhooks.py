@@ -114,6 +114,11 @@ class WebhookSubscription(Node):
     retry_schedule: list[int] | None = strawberry.field(
         description="This subscription's delays in seconds; null means the server default."
     )
+    max_deliveries_per_second: int | None = strawberry.field(
+        description="At most this many deliveries are sent per second, counted across every "
+        "replica (a burst of up to this many, then this rate); the rest wait their turn. "
+        "Null means no limit."
+    )
     disabled_reason: str | None
     failing_since: datetime | None = strawberry.field(
         description="Since when deliveries have failed without a success in between."
@@ -161,6 +166,7 @@ class WebhookSubscription(Node):
             description=row.description,
             active=row.active,
             retry_schedule=list(row.retry_schedule) if row.retry_schedule else None,
+            max_deliveries_per_second=row.max_deliveries_per_second,
             disabled_reason=row.disabled_reason,
             failing_since=row.failing_since,
             created_at=row.created_at,
@@ -362,6 +368,11 @@ class CreateWebhookSubscriptionInput:
     retry_schedule: list[int] | None = strawberry.field(
         default=None, description="Delays between attempts in seconds (default: the server's)."
     )
+    max_deliveries_per_second: int | None = strawberry.field(
+        default=None,
+        description="Send at most this many deliveries per second (1..10000, across every "
+        "replica); null or omitted means no limit.",
+    )
 
     def to_domain(self) -> domain.SubscriptionDefinition:
         return domain.SubscriptionDefinition(
@@ -371,6 +382,7 @@ class CreateWebhookSubscriptionInput:
             description=self.description,
             active=self.active,
             retry_schedule=self.retry_schedule,
+            max_deliveries_per_second=self.max_deliveries_per_second,
         )
 
 
@@ -382,6 +394,10 @@ class UpdateWebhookSubscriptionInput:
     description: str | None = strawberry.UNSET
     active: bool | None = strawberry.UNSET
     retry_schedule: list[int] | None = strawberry.UNSET
+    max_deliveries_per_second: int | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="1..10000 deliveries per second; null removes the limit.",
+    )
     version: int | None = strawberry.field(
         default=None, description="The version you read; a newer one refuses the update."
     )
@@ -397,6 +413,7 @@ class UpdateWebhookSubscriptionInput:
             description=keep(self.description),
             active=keep(self.active),
             retry_schedule=keep(self.retry_schedule),
+            max_deliveries_per_second=keep(self.max_deliveries_per_second),
             expected_version=self.version,
         )
 

@@ -15,6 +15,22 @@ batch (``domain.webhooks.apply_attempt``). A delivery is marked SUCCEEDED only a
 receiver's 2xx, so a crash between the 2xx and the record sends it again: at-least-once,
 with the same ``webhook-id``.
 
+Rate limits: a subscription with ``max_deliveries_per_second`` (``maxDeliveriesPerSecond``)
+draws one token per send from a token bucket of that capacity refilled at that rate per
+second (``auth.request_limits``: a burst of up to the rate, then the rate). The bucket is the
+``RateLimiter`` the process's ``Services`` hold: in Redis when the bus is Redis, so every
+replica draws from the same one, else in this process. A claim takes a token for each due
+delivery of a limited subscription, in the claim's order; from the first refusal on, that
+subscription's deliveries in the batch are deferred, not attempted: ``next_attempt_at`` moves
+to when the bucket will hold a token again (the limiter's ``retry_after``), with no lease,
+no attempt row and no change to the attempt count, so the next claims pass over them until
+then; a batch filled by deferrals is followed by another claim at once, so a limited
+subscription's backlog never holds back the deliveries behind it until the next poll. The
+deliveries one claim defers share one due time, so they keep their order (the
+claim's tie-break is the id). A token taken by a claim whose transaction then fails is lost
+(the subscription sends a little less, never more). When Redis cannot be reached the
+limiter lets sends through (logged), as it does for API requests.
+
 Each attempt: the signing secret's current version (and, for 24 h after a rotation, the
 previous one) from the vault (versions are immutable, so values are cached for
 ``SECRET_TTL_SECONDS``); the endpoint is checked and resolved now and the request goes to the
@@ -45,6 +61,7 @@ import httpx
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from studio_integrations.auth.request_limits import Budget, MemoryRateLimiter, RateLimiter
 from studio_integrations.core.clock import Clock, utcnow
 from studio_integrations.core.enums import DeliveryStatus, FailureCategory
 from studio_integrations.domain import webhooks as domain
@@ -129,8 +146,12 @@ class WebhookDispatcher:
         resolver: Resolver | None = None,
         notify: Notify | None = None,
         health: HealthPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._db = db
+        # Per-subscription delivery rates (``Services.rate_limiter``: shared by every replica
+        # when the bus is Redis).
+        self.rate_limiter: RateLimiter = rate_limiter or MemoryRateLimiter()
         self._health = health or HealthPolicy()
         self._vault = vault
         self._http = http
@@ -160,6 +181,8 @@ class WebhookDispatcher:
         self._results: asyncio.Queue[tuple[_Claim, domain.AttemptResult]] = asyncio.Queue()
         self._secret_cache: dict[tuple[str, str], tuple[float, asyncio.Future[str]]] = {}
         self.attempts = 0
+        # Due deliveries the last claim deferred (rate limits): they filled part of its batch.
+        self._deferred = 0
 
     # --- lifecycle ---
 
@@ -219,10 +242,12 @@ class WebhookDispatcher:
                 raise
             except Exception:
                 log.warning("webhook dispatcher: claim failed", exc_info=True)
-                claims = []
+                claims, self._deferred = [], 0  # rolled back: wait for the poll
             for claim in claims:
                 self._spawn(claim)
-            if len(claims) < min(free, self._batch_size) and not self._stopping:
+            # A batch filled by deferred deliveries is not the end of what is due: claim on.
+            seen = len(claims) + self._deferred
+            if seen < min(free, self._batch_size) and not self._stopping:
                 # Nothing more is due (or every due delivery's subscription is saturated):
                 # wait for a wake-up, a freed slot of a saturated subscription, or the poll.
                 self._slot_freed.clear()
@@ -335,6 +360,7 @@ class WebhookDispatcher:
         """Lease a batch of due deliveries and record their attempts, in one transaction."""
         now = self.clock()
         lease_until = now + self._lease
+        self._deferred = 0
         saturated = [s for s, n in self._per_sub.items() if n >= self._per_subscription]
         async with self._db.transaction(TenantScope.system_scope(), background=True) as session:
             stmt = (
@@ -366,6 +392,8 @@ class WebhookDispatcher:
                 ).scalars()
             }
             taken: dict[str, int] = {}
+            # Limited subscriptions refused a token in this claim: when their next one comes.
+            deferred: dict[str, datetime] = {}
             claims: list[_Claim] = []
             for row in rows:
                 sub = subs.get(row.subscription_id or "")
@@ -373,6 +401,15 @@ class WebhookDispatcher:
                     count = self._per_sub.get(sub.id, 0) + taken.get(sub.id, 0)
                     if count >= self._per_subscription:
                         continue  # left unleased: the next claim takes it
+                    due = deferred.get(sub.id) or await self._rate_wait(sub, now)
+                    if due is not None:
+                        # Deferred, not attempted: no lease, no attempt. Every later one of
+                        # this subscription in the batch too (asking again could let a
+                        # later delivery overtake this one).
+                        deferred[sub.id] = due
+                        row.next_attempt_at = due
+                        self._deferred += 1
+                        continue
                     taken[sub.id] = taken.get(sub.id, 0) + 1
                 row.lease_until = lease_until
                 if sub is None or not sub.active:
@@ -403,6 +440,20 @@ class WebhookDispatcher:
                     )
                 )
             return claims
+
+    async def _rate_wait(self, sub: WebhookSubscription, now: datetime) -> datetime | None:
+        """None when ``sub`` may send now (a token taken, or no limit); else when it may."""
+        rate = sub.max_deliveries_per_second
+        if not rate:
+            return None
+        budget = Budget(
+            kind="subscription", key=f"webhook.{sub.id}", capacity=rate, per_seconds=1.0
+        )
+        decision = await self.rate_limiter.take([budget])
+        if decision.allowed:
+            return None
+        # At least a millisecond, so a deferred delivery is never due again at once.
+        return now + timedelta(seconds=max(decision.retry_after, 0.001))
 
     async def release(self, claims: Sequence[_Claim]) -> None:
         """Give up claims whose sends were abandoned (shutdown): each lease is released at
