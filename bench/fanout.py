@@ -178,12 +178,15 @@ class _Socket(asyncio.Protocol):
         transport.write(request.encode())
 
     def send(self, text: str) -> None:
-        payload = bytearray(text.encode())
+        self.send_frame(0x1, text.encode())
+
+    def send_frame(self, opcode: int, data: bytes) -> None:
+        payload = bytearray(data)
         mask = os.urandom(4)
         for i in range(len(payload)):
             payload[i] ^= mask[i % 4]
-        n = len(payload)
-        header = bytes([0x81, 0x80 | n]) if n < 126 else bytes([0x81, 0xFE]) + n.to_bytes(2)
+        n, first = len(payload), 0x80 | opcode
+        header = bytes([first, 0x80 | n]) if n < 126 else bytes([first, 0xFE]) + n.to_bytes(2)
         assert self.transport is not None
         self.transport.write(header + mask + payload)
 
@@ -222,6 +225,8 @@ class _Socket(asyncio.Protocol):
                 payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
             if opcode == 1:
                 self.fleet.received(self, payload)
+            elif opcode == 9:  # uvicorn pings every 20 s and closes the socket without a pong
+                self.send_frame(0xA, payload)
             elif opcode == 8:
                 assert self.transport is not None
                 self.transport.close()
