@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import statistics
@@ -25,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -117,8 +119,17 @@ def _serve(kind: str, directory: str) -> None:
 
         app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
 
+    from studio_integrations.app import WEBSOCKET_SERVER_OPTIONS
+
+    # Both servers as ``serve`` runs: its WebSocket options, on uvloop (uvicorn.run's default
+    # loop when uvloop is installed, as uvicorn[standard] does).
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="websockets-sansio", backlog=4096
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        backlog=4096,
+        **WEBSOCKET_SERVER_OPTIONS,
     )
     server = uvicorn.Server(config)
 
@@ -130,56 +141,152 @@ def _serve(kind: str, directory: str) -> None:
         print(json.dumps({"port": port, "token": token}), flush=True)
         await task
 
-    asyncio.run(run())
+    import uvloop
+
+    uvloop.run(run())
 
 
 # --- clients (run as ``python -m bench.fanout client URL COUNT TOKEN``) --------------------
+#
+# The clients share the server's two cores, and their CPU time is part of every until-all
+# figure: an asyncio client of the websockets library spent ~100 µs per received frame
+# (5,000 sockets a process: ~0.5 s per event before any server cost). This one is a bare
+# asyncio protocol on uvloop that parses frames itself (a few µs a frame). It offers
+# permessage-deflate as browsers do, and inflates when a server accepts it.
+
+
+class _Socket(asyncio.Protocol):
+    def __init__(self, fleet: _Fleet, index: int) -> None:
+        self.fleet = fleet
+        self.index = index
+        self.buffer = bytearray()
+        self.open = False
+        self.inflate: Any = None
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not one
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {self.fleet.path} HTTP/1.1\r\nHost: {self.fleet.host}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: graphql-transport-ws\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        )
+        transport.write(request.encode())
+
+    def send(self, text: str) -> None:
+        self.send_frame(0x1, text.encode())
+
+    def send_frame(self, opcode: int, data: bytes) -> None:
+        payload = bytearray(data)
+        mask = os.urandom(4)
+        for i in range(len(payload)):
+            payload[i] ^= mask[i % 4]
+        n, first = len(payload), 0x80 | opcode
+        header = bytes([first, 0x80 | n]) if n < 126 else bytes([first, 0xFE]) + n.to_bytes(2)
+        assert self.transport is not None
+        self.transport.write(header + mask + payload)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.open:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end]).lower()
+            del buffer[: end + 4]
+            if not head.startswith(b"http/1.1 101"):
+                raise RuntimeError(f"handshake refused: {head[:80]!r}")
+            if b"permessage-deflate" in head:
+                self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            self.open = True
+            self.fleet.opened(self)
+        while len(buffer) >= 2:
+            first, length = buffer[0], buffer[1] & 0x7F
+            start = 2
+            if length == 126:
+                if len(buffer) < 4:
+                    return
+                length, start = int.from_bytes(buffer[2:4]), 4
+            elif length == 127:
+                if len(buffer) < 10:
+                    return
+                length, start = int.from_bytes(buffer[2:10]), 10
+            if len(buffer) < start + length:
+                return
+            payload = bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            opcode = first & 0x0F
+            if first & 0x40 and self.inflate is not None:  # RSV1: a compressed message
+                payload = self.inflate.decompress(payload + b"\x00\x00\xff\xff")
+            if opcode == 1:
+                self.fleet.received(self, payload)
+            elif opcode == 9:  # uvicorn pings every 20 s and closes the socket without a pong
+                self.send_frame(0xA, payload)
+            elif opcode == 8:
+                assert self.transport is not None
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Fleet:
+    def __init__(self, url: str, count: int, token: str) -> None:
+        rest = url.removeprefix("ws://")
+        self.host, _, path = rest.partition("/")
+        self.path = "/" + path
+        self.count = count
+        self.token = token
+        self.received_by = [0] * count
+        self.reached: dict[int, int] = {}  # event number -> sockets that have it
+
+    def opened(self, socket: _Socket) -> None:
+        if self.token:
+            init = {"type": "connection_init", "payload": {"authorization": f"Bearer {self.token}"}}
+            socket.send(json.dumps(init))
+        else:
+            socket.send("{}")
+
+    def received(self, socket: _Socket, payload: bytes) -> None:
+        if b'"connection_ack"' in payload:
+            subscribe = {"id": "1", "type": "subscribe", "payload": {"query": DOCUMENT}}
+            socket.send(json.dumps(subscribe))
+        elif b'"next"' in payload:
+            self.received_by[socket.index] += 1
+            k = self.received_by[socket.index]
+            self.reached[k] = self.reached.get(k, 0) + 1
+            if self.reached[k] == self.count:
+                del self.reached[k]
+                print(json.dumps({"events": k, "at": time.monotonic()}), flush=True)
 
 
 def _client(url: str, count: int, token: str) -> None:
-    import websockets
+    import uvloop
 
     async def run() -> None:
-        received = [0] * count
-        reached: dict[int, int] = {}  # event number -> sockets that have it
-
-        async def one(i: int) -> None:
-            async with websockets.connect(
-                url,
-                subprotocols=["graphql-transport-ws"],
-                open_timeout=120,
-                ping_interval=None,  # a loaded server must not be dropped for a late pong
-                max_queue=None,
-            ) as ws:  # type: ignore[list-item]
-                if token:
-                    init = {
-                        "type": "connection_init",
-                        "payload": {"authorization": f"Bearer {token}"},
-                    }
-                    await ws.send(json.dumps(init))
-                    await ws.recv()
-                    subscribe = {"id": "1", "type": "subscribe", "payload": {"query": DOCUMENT}}
-                    await ws.send(json.dumps(subscribe))
-                else:
-                    await ws.send("{}")
-                async for message in ws:
-                    if '"next"' in str(message):
-                        received[i] += 1
-                        k = received[i]
-                        reached[k] = reached.get(k, 0) + 1
-                        if reached[k] == count:
-                            del reached[k]
-                            print(json.dumps({"events": k, "at": time.monotonic()}), flush=True)
-
-        tasks = []
+        fleet = _Fleet(url, count, token)
+        host, _, port = fleet.host.partition(":")
+        loop = asyncio.get_running_loop()
+        sockets: list[_Socket] = []
         for i in range(count):
-            tasks.append(asyncio.create_task(one(i)))
+            _, socket = await loop.create_connection(
+                lambda i=i: _Socket(fleet, i),  # type: ignore[misc]
+                host,
+                int(port),
+            )
+            sockets.append(socket)
             if i % 50 == 49:
                 await asyncio.sleep(0.05)  # don't overflow the accept backlog
         print(json.dumps({"connected": count}), flush=True)
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*(s.closed for s in sockets))
 
-    asyncio.run(run())
+    uvloop.run(run())
 
 
 # --- the driver ---------------------------------------------------------------------------

@@ -73,6 +73,18 @@ from studio_integrations.telemetry.asgi import RequestTelemetry
 from studio_integrations.telemetry.tracing import configure_tracing
 from studio_integrations.web import graphiql_page, web_routes
 
+# How uvicorn serves the WebSocket endpoint (``serve``, the fan-out bench, the subscription
+# tests). websockets' sans-I/O protocol; frames up to 1 MiB (an operation document, not a
+# stream). No permessage-deflate: with context takeover each socket keeps its own zlib
+# compressor and decompressor (~40 KiB measured per idle socket, half of what a subscriber
+# cost) and every fan-out frame would be compressed once per socket instead of once per
+# cohort; graphql-transport-ws frames are a few hundred bytes, so compression saves little.
+WEBSOCKET_SERVER_OPTIONS: dict[str, Any] = {
+    "ws": "websockets-sansio",
+    "ws_max_size": 1024 * 1024,
+    "ws_per_message_deflate": False,
+}
+
 # The share of SHUTDOWN_GRACE_SECONDS that requests in flight get when the server stops.
 REQUEST_GRACE_SHARE = 0.3
 READY_TIMEOUT_SECONDS = 2.0

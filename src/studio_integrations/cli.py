@@ -17,7 +17,7 @@ from studio_integrations.settings import Settings
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
-    from studio_integrations.app import REQUEST_GRACE_SHARE, create_app
+    from studio_integrations.app import REQUEST_GRACE_SHARE, WEBSOCKET_SERVER_OPTIONS, create_app
     from studio_integrations.log_config import configure_logging
 
     configure_logging(settings.log_level)
@@ -32,8 +32,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,  # the request middleware logs each request (with its trace)
         proxy_headers=True,
-        ws="websockets-sansio",
-        ws_max_size=1024 * 1024,
+        **WEBSOCKET_SERVER_OPTIONS,
         timeout_graceful_shutdown=max(
             1, round(settings.shutdown_grace_seconds * REQUEST_GRACE_SHARE)
         ),

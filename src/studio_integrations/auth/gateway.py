@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,57 +53,152 @@ def _wants_graphiql(request: Request) -> bool:
     )
 
 
+class ExpiryWheel:
+    """One timer for the token expiry of every socket of a process (per event loop).
+
+    Sockets are kept in buckets by deadline (rounded up to ``resolution`` seconds: JWT
+    ``exp`` is whole seconds, so tokens minted together share one), and one loop timer is
+    set for the earliest bucket. An idle socket costs a set entry here instead of a task
+    asleep on its deadline (and the two tasks per ``receive`` the first version used)."""
+
+    def __init__(self, *, resolution: float = 0.1) -> None:
+        self.resolution = resolution
+        self._buckets: dict[float, set[SocketExpiry]] = {}
+        self._heap: list[float] = []  # bucket keys; a key whose bucket emptied is skipped
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __len__(self) -> int:
+        return sum(len(bucket) for bucket in self._buckets.values())
+
+    def add(self, expiry: SocketExpiry, expires_at: datetime) -> float:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (test suites): the old one's timer is gone
+            self._loop, self._buckets, self._heap = loop, {}, []
+            self._timer = self._timer_at = None
+        remaining = (expires_at - datetime.now(UTC)).total_seconds()
+        deadline = loop.time() + max(remaining, 0.0)
+        key = math.ceil(deadline / self.resolution) * self.resolution
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = set()
+            heapq.heappush(self._heap, key)
+        bucket.add(expiry)
+        if self._timer_at is None or key < self._timer_at:
+            self._schedule(loop, key)
+        return key
+
+    def discard(self, expiry: SocketExpiry, key: float) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.discard(expiry)
+            if not bucket:
+                del self._buckets[key]
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, key: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = key
+        self._timer = loop.call_at(key, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = self._timer_at = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        while self._heap and self._heap[0] <= now:
+            key = heapq.heappop(self._heap)
+            for expiry in self._buckets.pop(key, ()):
+                expiry.expire()
+        while self._heap and self._heap[0] not in self._buckets:
+            heapq.heappop(self._heap)
+        if self._heap:
+            self._schedule(loop, self._heap[0])
+
+
 class SocketExpiry:
     """Wraps a WebSocket's ASGI channel so the socket can be closed at a deadline.
 
-    When the deadline passes, the client gets a 4401 close frame and the app's next
-    ``receive`` reports a disconnect, so Strawberry tears down the socket's subscriptions
-    through its normal path. Later sends from the app are dropped.
+    When the deadline passes (``ExpiryWheel``), the app's pending ``receive`` is
+    interrupted: the client gets a 4401 close frame and ``receive`` reports a disconnect, so
+    Strawberry tears down the socket's subscriptions through its normal path. Later sends
+    from the app are dropped. No task is kept per socket: ``receive`` awaits the server's
+    own, and the wheel cancels it (the cancellation is taken back, as ``asyncio.timeout``
+    does, so only this wrapper sees it).
     """
 
+    __slots__ = (
+        "_interrupting",
+        "_key",
+        "_max_depth",
+        "_receive",
+        "_receiver",
+        "_send",
+        "_wheel",
+        "close_code",
+        "closed",
+        "expired",
+    )
+
     def __init__(
-        self, receive: Receive, send: Send, *, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+        self,
+        receive: Receive,
+        send: Send,
+        *,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        wheel: ExpiryWheel | None = None,
     ) -> None:
         self._receive = receive
         self._send = send
         self._max_depth = max_json_depth
-        self._deadline: float | None = None
-        self._rearmed = asyncio.Event()
-        self._pending: asyncio.Future[Message] | None = None  # a receive() not yet consumed
+        self._wheel = wheel if wheel is not None else ExpiryWheel()
+        self._key: float | None = None
+        self._receiver: asyncio.Task[Any] | None = None  # the task awaiting ``receive``
+        self._interrupting = False
+        self.expired = False
         self.closed = False
         self.close_code = TOKEN_EXPIRED_CLOSE
 
     def arm(self, expires_at: datetime | None) -> None:
         if expires_at is None:
             return
-        loop = asyncio.get_running_loop()
-        remaining = (expires_at - datetime.now(UTC)).total_seconds()
-        self._deadline = loop.time() + max(remaining, 0.0)
-        self._rearmed.set()
+        self.disarm()
+        self._key = self._wheel.add(self, expires_at)
+
+    def disarm(self) -> None:
+        if self._key is not None:
+            self._wheel.discard(self, self._key)
+            self._key = None
+
+    def expire(self) -> None:
+        """The token's deadline has passed (called by the wheel)."""
+        self._key = None
+        self.expired = True
+        if self._receiver is not None and not self._interrupting:
+            self._interrupting = True
+            self._receiver.cancel()
 
     async def receive(self) -> Message:
-        loop = asyncio.get_running_loop()
         while not self.closed:
-            if self._pending is None:
-                self._pending = asyncio.ensure_future(self._receive())
-            timeout = None if self._deadline is None else max(self._deadline - loop.time(), 0)
-            rearmed: asyncio.Future[Any] = asyncio.ensure_future(self._rearmed.wait())
-            waiting: set[asyncio.Future[Any]] = {self._pending, rearmed}
-            done, _ = await asyncio.wait(
-                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            rearmed.cancel()
-            if self._pending in done:
-                message, self._pending = self._pending.result(), None
-                refusal = self._refusal(message)
-                if refusal is None:
-                    return message
-                await self._close(INVALID_MESSAGE_CLOSE, refusal)
+            if self.expired:
+                await self._close(TOKEN_EXPIRED_CLOSE, "token expired")
                 break
-            if rearmed in done:
-                self._rearmed.clear()
-                continue
-            await self._close(TOKEN_EXPIRED_CLOSE, "token expired")
+            task = asyncio.current_task()
+            self._receiver = task
+            try:
+                message = await self._receive()
+            except asyncio.CancelledError:
+                if not self._interrupting or task is None or task.uncancel() > 0:
+                    raise  # someone else's cancellation (too)
+                continue  # the wheel's: close below
+            finally:
+                self._receiver = None
+                self._interrupting = False
+            refusal = self._refusal(message)
+            if refusal is None:
+                return message
+            await self._close(INVALID_MESSAGE_CLOSE, refusal)
         return {"type": "websocket.disconnect", "code": self.close_code}
 
     def _refusal(self, message: Message) -> str | None:
@@ -126,8 +223,7 @@ class SocketExpiry:
     async def _close(self, code: int, reason: str) -> None:
         self.closed = True
         self.close_code = code
-        if self._pending is not None:
-            self._pending.cancel()
+        self.disarm()
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -147,6 +243,7 @@ class GraphQLGateway:
         self._app = app
         self._verifier = verifier
         self._max_depth = max_json_depth
+        self.expiry_wheel = ExpiryWheel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state: dict[str, Any] = scope.setdefault("state", {})
@@ -161,8 +258,13 @@ class GraphQLGateway:
                     return
             await self._app(scope, receive, send)
         elif scope["type"] == "websocket":
-            expiry = SocketExpiry(receive, send, max_json_depth=self._max_depth)
+            expiry = SocketExpiry(
+                receive, send, max_json_depth=self._max_depth, wheel=self.expiry_wheel
+            )
             state[EXPIRY_STATE] = expiry
-            await self._app(scope, expiry.receive, expiry.send)
+            try:
+                await self._app(scope, expiry.receive, expiry.send)
+            finally:
+                expiry.disarm()
         else:  # pragma: no cover - lifespan is handled by Starlette
             await self._app(scope, receive, send)

@@ -35,7 +35,7 @@ its other subscriptions carry on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -449,12 +449,29 @@ class StudioTransportWSHandler(BaseGraphQLTransportWSHandler[Any, Any]):
                 "tenant",
             )
             return
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slots.release(tenant)
+
+        try:
+            await self.start_operation(message, release)
+        except BaseException:
+            release()  # e.g. a subscribe without a query (the protocol closes the socket)
+            raise
+
+    async def start_operation(self, message: SubscribeMessage, release: Callable[[], None]) -> None:
+        """Run a subscribe that passed the caps (Strawberry's way: a task per operation);
+        ``release`` gives its tenant slot back, once, when the operation ends."""
         await super().handle_subscribe(message)
         operation = self.operations.get(message["id"])
         if operation is None or operation.task is None:
-            slots.release(tenant)
+            release()
         else:
-            operation.task.add_done_callback(lambda _task: slots.release(tenant))
+            operation.task.add_done_callback(lambda _task: release())
 
     async def _refuse(self, operation_id: str, message: str, limit: int, scope: str) -> None:
         error = limit_error(message, "TOO_MANY_SUBSCRIPTIONS", limit=limit, scope=scope)

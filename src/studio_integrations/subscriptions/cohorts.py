@@ -29,9 +29,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Hashable
+import types
+from collections import deque
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from graphql import (
     FieldNode,
@@ -45,7 +47,7 @@ from graphql import (
 )
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ErrorMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
@@ -80,38 +82,169 @@ def next_tail(result: ExecutionResult) -> str:
     return ',"type":"next","payload":' + json.dumps(payload) + "}"
 
 
-@dataclass(eq=False)
 class CohortMember:
-    """One subscription of a cohort: its bounded backlog of frame tails."""
+    """One subscription of a cohort: an entry in its cohort's set, no task of its own.
 
-    queue_size: int
-    queue: asyncio.Queue[str | _End] = field(init=False)
-    dropped: bool = False
-    high_water: int = 0
+    The cohort writes each frame to the member's socket as it fans out: a write that the
+    socket takes at once (the usual case: the server's send returns without waiting) costs
+    no task, no queue and no await. A write that has to wait (the client reads slower than
+    frames come) is finished by a task of the member's, and the frames that follow wait in
+    a backlog of at most ``queue_size`` (allocated only then); a member whose backlog is
+    full is dropped alone (``SLOW_CONSUMER``)."""
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.queue_size + 1)  # + room for the end
+    __slots__ = (
+        "backlog",
+        "cohort",
+        "dropped",
+        "end",
+        "handler",
+        "head",
+        "high_water",
+        "operation",
+        "queue_size",
+        "release",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        handler: CohortTransportWSHandler,
+        operation: Operation[Any, Any],
+        release: Callable[[], None],
+    ) -> None:
+        self.handler = handler
+        self.operation = operation
+        self.release: Callable[[], None] | None = release  # the tenant's subscription slot
+        self.head = '{"id":' + json.dumps(operation.id)
+        self.cohort: Cohort | None = None
+        self.backlog: deque[str] | None = None  # frames behind a write that is waiting
+        self.writer: asyncio.Future[None] | None = None  # the task finishing that write
+        self.end: list[str] | None = None  # the last frames, once the stream is over
+        self.dropped = False
+        self.high_water = 0
+        self.queue_size = 0
 
     @property
-    def backlog(self) -> int:
-        return self.queue.qsize()
+    def pending(self) -> int:
+        """Frames waiting behind a write (the one being written is not counted)."""
+        return len(self.backlog) if self.backlog is not None else 0
 
     def offer(self, tail: str) -> bool:
-        if self.dropped:
+        """Send (or queue) one event's frame; False when the member is no longer in."""
+        if self.dropped or self.end is not None or self.cohort is None:
             return False
-        if self.queue.qsize() >= self.queue_size:
-            self.dropped = True
-            while not self.queue.empty():  # release the backlog now
-                self.queue.get_nowait()
-            self.queue.put_nowait(_COMPLETE)
+        if self.backlog is None:
+            self._write(self.head + tail)
+            return self.cohort is not None
+        if len(self.backlog) >= self.queue_size:
+            self._drop()
             return False
-        self.queue.put_nowait(tail)
-        self.high_water = max(self.high_water, self.queue.qsize())
+        self.backlog.append(self.head + tail)
+        self.high_water = max(self.high_water, len(self.backlog))
         return True
 
-    def end(self, end: _End) -> None:
-        if not self.dropped:
-            self.queue.put_nowait(end)  # the extra slot: never full for the end
+    def finish(self, end: _End) -> None:
+        """The cohort's stream is over: ``complete`` (or the errors) after what is queued."""
+        if self.end is not None:
+            return
+        operation = self.operation
+        if end.errors is not None:
+            message: dict[str, Any] = {"id": operation.id, "type": "error", "payload": end.errors}
+        else:
+            message = {"id": operation.id, "type": "complete"}
+        self._last([json.dumps(message)])
+
+    def _drop(self) -> None:
+        self.dropped = True
+        if self.backlog is not None:
+            self.backlog.clear()  # release the backlog now, not when the client reads
+        cohort = self._detach()
+        if cohort is not None:
+            cohort.hub.dropped += 1
+        log.info("hub: dropped a slow subscriber of a cohort")
+        root = _root_name(self.operation)
+        tail = slow_consumer_tail(root, self.queue_size)
+        complete = json.dumps({"id": self.operation.id, "type": "complete"})
+        self._last([self.head + tail, complete])
+
+    def _last(self, frames: list[str]) -> None:
+        """The operation's last frames: it leaves its socket's operations (the id is free
+        again) and the tenant's slot is released; the frames follow what is queued."""
+        self.end = frames
+        self.operation.completed = True
+        self.handler.operations.pop(self.operation.id, None)
+        self.handler.forget_member(self.operation.id)
+        self._release()
+        self._detach()
+        for frame in frames:
+            if self.backlog is None:
+                self._write(frame)
+            else:
+                self.backlog.append(frame)
+
+    def _release(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+    def _write(self, frame: str) -> None:
+        """Write now if the socket takes it at once, else finish the write in a task."""
+        send = self.handler.send_frame(frame)
+        try:
+            waiting = send.send(None)
+        except StopIteration:
+            return
+        except Exception:  # the socket is gone: its handler ends the operation
+            self.leave()
+            return
+        self.backlog = deque()
+        self.writer = asyncio.ensure_future(self._drain(send, waiting))
+
+    async def _drain(self, send: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            await _finish_started(send, waiting)
+            while self.backlog:
+                await self.handler.send_frame(self.backlog.popleft())
+            self.backlog = None
+        except Exception:  # the socket is gone
+            self.leave()
+        finally:
+            self.writer = None
+
+    def leave(self) -> None:
+        """Gone: the client completed the operation or left (or its socket failed); what
+        was queued for it is released. The cohort ends with its last member."""
+        self._release()
+        self.backlog = None
+        writer, self.writer = self.writer, None
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+        self._detach()
+
+    def _detach(self) -> Cohort | None:
+        cohort, self.cohort = self.cohort, None
+        if cohort is not None:
+            cohort.remove(self)
+        return cohort
+
+
+@types.coroutine
+def _finish_started(coroutine: Coroutine[Any, Any, Any], waiting: Any) -> Generator[Any, Any, Any]:
+    """Finish, in the task that awaits this, a coroutine whose first step already ran and
+    is waiting on ``waiting`` (what it yielded): values and exceptions are passed through,
+    as ``await`` does."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            value = yield waiting
+            error = None
+        except BaseException as exc:
+            error = exc
+        try:
+            waiting = coroutine.throw(error) if error is not None else coroutine.send(value)
+        except StopIteration as stop:
+            return stop.value
 
 
 @dataclass(eq=False)
@@ -123,12 +256,29 @@ class Cohort:
     operation: Operation[Any, Any]
     members: set[CohortMember] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    ending: bool = False
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name="subscription-cohort")
 
     def size(self) -> int:
         return len(self.members)
+
+    def add(self, member: CohortMember) -> None:
+        member.cohort = self
+        member.queue_size = self.hub.queue_size
+        self.members.add(member)
+
+    def remove(self, member: CohortMember) -> None:
+        self.members.discard(member)
+        if not self.members and not self.ending:
+            self._forget()
+            if self.task is not None:
+                self.task.cancel()
+
+    def _forget(self) -> None:
+        if self.hub.cohorts.get(self.key) is self:
+            del self.hub.cohorts[self.key]  # a later subscriber starts a new cohort
 
     async def _run(self) -> None:
         COHORT_MEMBERS.set(self.size)
@@ -158,17 +308,18 @@ class Cohort:
             self._finish(end)
 
     def _fan_out(self, tail: str) -> None:
-        for member in list(self.members):
+        """The frame's tail goes to every member: each write happens here, at once, for a
+        socket that takes it (``CohortMember.offer``)."""
+        members = self.members
+        for member in list(members):
             if not member.offer(tail):
-                self.members.discard(member)
-                self.hub.dropped += 1
-                log.info("hub: dropped a slow subscriber of a cohort")
+                members.discard(member)
 
     def _finish(self, end: _End) -> None:
-        if self.hub.cohorts.get(self.key) is self:
-            del self.hub.cohorts[self.key]  # a later subscriber starts a new cohort
-        for member in self.members:
-            member.end(end)
+        self.ending = True
+        self._forget()
+        for member in list(self.members):
+            member.finish(end)
 
 
 def _root_field(operation: OperationDefinitionNode) -> FieldNode | None:
@@ -215,69 +366,74 @@ def slow_consumer_tail(field_name: str, queue_size: int) -> str:
 
 
 class CohortTransportWSHandler(StudioTransportWSHandler):
-    """graphql-transport-ws with the subscription caps, running subscriptions by cohort."""
+    """graphql-transport-ws with the subscription caps, running subscriptions by cohort.
 
-    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+    A cohort subscription is an ``Operation`` in ``operations`` (the protocol's ids, caps
+    and ``complete`` work as for any other) and a ``CohortMember`` of its cohort: no task."""
+
+    _members: dict[str, CohortMember] | None = None  # by operation id, made on first use
+
+    def on_request_accepted(self) -> None:
+        super().on_request_accepted()
+        # Strawberry keeps the init timer's task after cancelling it (its frames and its
+        # CancelledError with them) for the life of the socket.
+        timer = self.connection_init_timeout_task
+        if timer is not None:
+            timer.add_done_callback(self._forget_init_timer)
+
+    def _forget_init_timer(self, task: asyncio.Task[Any]) -> None:
+        if self.connection_init_timeout_task is task:
+            self.connection_init_timeout_task = None
+
+    async def start_operation(self, message: SubscribeMessage, release: Callable[[], None]) -> None:
         services = getattr(self.context, "services", None)
         hub: FanoutHub | None = getattr(services, "hub", None)
+        payload = message["payload"]
+        operation: Operation[Any, Any] = Operation(
+            self,
+            message["id"],
+            payload["query"],
+            payload.get("variables"),
+            payload.get("operationName"),
+        )
         key = cohort_key(self.context, operation) if hub is not None else None
         if hub is None or key is None:
-            await super().run_operation(operation)
+            await super().start_operation(message, release)
             return
-        member = CohortMember(hub.queue_size)
+        member = CohortMember(self, operation, release)
+        self.operations[operation.id] = operation
+        if self._members is None:
+            self._members = {}
+        self._members[operation.id] = member
         cohort = hub.cohorts.get(key)
         if cohort is None:
             context = replace(self.context, _loaders=None)
             cohort = Cohort(key, hub, self.schema, context, operation)
             hub.cohorts[key] = cohort
-            cohort.members.add(member)
+            cohort.add(member)
             cohort.start()
         else:
-            cohort.members.add(member)
-        try:
-            await self._pump(operation, member)
-        finally:
-            cohort.members.discard(member)
-            if not cohort.members and cohort.task is not None:
-                if hub.cohorts.get(key) is cohort:
-                    del hub.cohorts[key]
-                cohort.task.cancel()
+            operation.query = cohort.operation.query  # one copy of the document
+            cohort.add(member)
 
-    async def _pump(self, operation: Operation[Any, Any], member: CohortMember) -> None:
-        head = '{"id":' + json.dumps(operation.id)
-        async for tail in _frames(member):
-            if isinstance(tail, _End):
-                if member.dropped:
-                    root = _root_name(operation)
-                    await self._send_text(head + slow_consumer_tail(root, member.queue_size))
-                if tail.errors is not None:
-                    error: ErrorMessage = {
-                        "id": operation.id,
-                        "type": "error",
-                        "payload": tail.errors,
-                    }
-                    await operation.send_operation_message(error)
-                else:
-                    await operation.send_operation_message({"id": operation.id, "type": "complete"})
-                return
-            if operation.completed:
-                return
-            await self._send_text(head + tail)
+    async def cleanup_operation(self, operation_id: str) -> None:
+        member = self._members.pop(operation_id, None) if self._members else None
+        if member is None:
+            await super().cleanup_operation(operation_id)
+            return
+        self.operations.pop(operation_id, None)
+        member.leave()
 
-    async def _send_text(self, frame: str) -> None:
+    def forget_member(self, operation_id: str) -> None:
+        if self._members:
+            self._members.pop(operation_id, None)
+
+    def send_frame(self, frame: str) -> Coroutine[Any, Any, None]:
+        """Sending one frame (already encoded text) on this socket."""
         socket = getattr(self.websocket, "ws", None)
         if socket is not None:
-            await socket.send_text(frame)
-        else:  # another adapter: the same message through its JSON encoder
-            await self.send_message(json.loads(frame))
-
-
-async def _frames(member: CohortMember) -> AsyncIterator[str | _End]:
-    while True:
-        item = await member.queue.get()
-        yield item
-        if isinstance(item, _End):
-            return
+            return cast("Coroutine[Any, Any, None]", socket.send_text(frame))
+        return self.send_message(json.loads(frame))  # another adapter: its JSON encoder
 
 
 def _root_name(operation: Operation[Any, Any]) -> str:

@@ -221,7 +221,7 @@ class FanoutHub:
 
     def queue_sizes(self) -> list[int]:
         hub = [s.queue.qsize() for c in self._channels.values() for s in c.subscribers]
-        return hub + [m.backlog for c in self.cohorts.values() for m in c.members]
+        return hub + [m.pending for c in self.cohorts.values() for m in c.members]
 
     def high_water(self) -> int:
         hub = (s.high_water for c in self._channels.values() for s in c.subscribers)
