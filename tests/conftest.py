@@ -77,7 +77,7 @@ async def fresh_backend(
     try:
         yield Backend("postgres", url, REDIS_URL)
     finally:
-        await postgres_template.drop(db_name)
+        await postgres_template.release(db_name)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -82,7 +82,9 @@ async def test_zero_means_unlimited() -> None:
 def redis_limiter() -> RedisRateLimiter:
     if not port_open(REDIS_URL, 6379):
         unavailable("Redis at 127.0.0.1:6379")
-    return RedisRateLimiter(REDIS_URL, namespace=f"test-{uuid.uuid4().hex[:8]}")
+    # A hang guard, not the service's 2 s: past its timeout the limiter fails open, and a
+    # loaded machine (CI with both cores busy) let 15 of 20 through that way.
+    return RedisRateLimiter(REDIS_URL, namespace=f"test-{uuid.uuid4().hex[:8]}", timeout=30)
 
 
 async def test_redis_buckets_are_shared_atomic_and_all_or_nothing() -> None:

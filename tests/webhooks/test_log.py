@@ -81,6 +81,7 @@ async def test_replay_resends_the_preserved_payload_with_the_same_webhook_id(
     assert event.actor_subject == "alice"
 
     clock.advance(2)
+    clock.catch_up()  # the replay is due at the real now of its making
     assert await hand_dispatcher(services, clock).dispatch_once() == 1
     first, second = receiver.received
     assert first.webhook_id == second.webhook_id == original.message_id
