@@ -41,6 +41,7 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import CoroutineType
 from typing import Any
 
 from graphql import (
@@ -326,6 +327,70 @@ _Pending = tuple[Any, "Step", dict[str, Any], Path, Any]
 _PLAIN = frozenset({str, int, float, bool, datetime.datetime, datetime.date})
 
 
+async def settle_together(awaitables: list[Any]) -> list[Any]:
+    """``asyncio.gather(*awaitables, return_exceptions=True)`` without a Task per awaitable.
+
+    A wave of the Studio page is ~200 resolver coroutines that each wait on one DataLoader
+    future; a Task apiece (create, schedule, step, wake, done-callback) costs about as much
+    as the resolvers themselves. Here each coroutine is stepped in the calling task the way a
+    Task steps it: up to the future it waits on, and on again from that future's done
+    callback; the calling task sleeps until some coroutine can go on. (Waiting on the
+    futures in turn instead would deadlock: one coroutine's future may be a lock another
+    holds.) A coroutine that yields anything but an asyncio future or a bare ``yield`` is
+    closed and reported as an error, which abandons the plan.
+    """
+    loop = asyncio.get_running_loop()
+    results: list[Any] = [None] * len(awaitables)
+    suspended: dict[int, Any] = {}  # index -> coroutine waiting on a future
+    ready: list[int] = []
+    wake: list[asyncio.Future[None]] = []
+
+    def resume(index: int) -> None:
+        ready.append(index)
+        if wake and not wake[0].done():
+            wake[0].set_result(None)
+
+    def step(index: int, coroutine: Any) -> None:
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as stop:
+            results[index] = stop.value
+        except (Exception, asyncio.CancelledError) as error:  # a result: return_exceptions
+            results[index] = error
+        else:
+            suspended[index] = coroutine
+            if yielded is None:  # a bare yield: go on once the loop has run
+                loop.call_soon(resume, index)
+            elif getattr(yielded, "_asyncio_future_blocking", False):
+                yielded._asyncio_future_blocking = False
+                yielded.add_done_callback(lambda _: resume(index))
+            else:
+                del suspended[index]
+                coroutine.close()
+                results[index] = RuntimeError(f"yielded {yielded!r}, not a future")
+
+    try:
+        for index, awaitable in enumerate(awaitables):
+            if not isinstance(awaitable, CoroutineType):
+                awaitable = _awaited(awaitable)
+            step(index, awaitable)
+        while suspended:
+            if not ready:
+                wake[:] = [loop.create_future()]
+                await wake[0]
+            now, ready[:] = ready[:], []
+            for index in now:
+                step(index, suspended.pop(index))
+    finally:
+        for coroutine in suspended.values():  # only when this task is cancelled
+            coroutine.close()
+    return results
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 class _PlanRun:
     """One execution of a plan: waves of synchronous work, each ending in one gather."""
 
@@ -360,7 +425,7 @@ class _PlanRun:
         pending, self.pending = self.pending, []
         if not pending:
             return []
-        return await asyncio.gather(*(p[0] for p in pending), return_exceptions=True)
+        return await settle_together([p[0] for p in pending])
 
     def walk(self) -> None:
         """Execute the queued objects' selections, and those of the objects their
