@@ -73,7 +73,9 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, Undefined
 from strawberry.permission import PermissionExtension
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import get_arguments
 from strawberry.types.field import StrawberryField
 
 from studio_integrations.auth.guards import HasScope
@@ -157,6 +159,34 @@ class Step:
     attribute: str  # READ_LEAF and READ: the attribute Strawberry's basic resolver reads
     has_arguments: bool
     completion: Completion
+    # RESOLVE without field extensions: the Strawberry field whose resolver is called the
+    # way Strawberry's wrapper calls it (``Direct``); None: call the wrapper.
+    direct: Direct | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Direct:
+    """What Strawberry's resolver wrapper does for a field with a resolver and no field
+    extensions (``GraphQLCoreConverter.from_resolver``: its Info, ``get_arguments``,
+    ``StrawberryField.get_result``), done here without the wrapper's layers (its coroutine,
+    ``await_maybe``'s, the extension chain), which cost more than most resolvers."""
+
+    field: StrawberryField
+    info_class: type[Any]
+    config: StrawberryConfig
+    scalar_registry: Any
+
+    def __call__(self, source: Any, info: Any, arguments: dict[str, Any]) -> Any:
+        strawberry_info = self.info_class(_raw_info=info, _field=self.field)
+        args, kwargs = get_arguments(
+            field=self.field,
+            source=source,
+            info=strawberry_info,
+            kwargs=arguments,
+            config=self.config,
+            scalar_registry=self.scalar_registry,
+        )
+        return self.field.get_result(source, info=strawberry_info, args=args, kwargs=kwargs)
 
 
 @dataclass(slots=True)
@@ -256,9 +286,31 @@ class _Compiler:
                     attribute=attribute or "",
                     has_arguments=bool(field_def.args or node.arguments),
                     completion=completion,
+                    direct=self._direct(field_def) if action == RESOLVE else None,
                 )
             )
         return steps
+
+    def _direct(self, field_def: GraphQLField) -> Direct | None:
+        definition = (field_def.extensions or {}).get(DEFINITION)
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        converter = getattr(strawberry_schema, "schema_converter", None)
+        handlers = getattr(converter, "_get_field_exception_handlers", None)
+        if (
+            not isinstance(definition, StrawberryField)
+            or definition.base_resolver is None
+            or definition.extensions
+            or converter is None
+            or handlers is None
+            or handlers(definition)  # exception handlers: Strawberry's wrapper applies them
+        ):
+            return None
+        return Direct(
+            definition,
+            converter.config.info_class,
+            converter.config,
+            converter.scalar_registry,
+        )
 
     def completion(self, type_: GraphQLOutputType, details: FieldDetailsList) -> Completion:
         non_null = is_non_null_type(type_)
@@ -462,7 +514,11 @@ class _PlanRun:
         info = self.executor.build_resolve_info(
             step.field_def, step.nodes, step.parent_type, field_path
         )
-        result = step.field_def.resolve(source, info, **self._arguments(step))  # type: ignore[misc]
+        direct = step.direct
+        if direct is not None:
+            result = direct(source, info, self._arguments(step))
+        else:
+            result = step.field_def.resolve(source, info, **self._arguments(step))  # type: ignore[misc]
         if self.is_awaitable(result):
             out[step.key] = None  # its place in the response's key order
             self.pending.append((result, step, out, field_path, info))
