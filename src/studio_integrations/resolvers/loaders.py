@@ -51,6 +51,15 @@ class Loaders:
         self._api_clients_by_provider: DataLoader[str, list[ExternalApiClient]] | None = None
         self._connections_by_credential: DataLoader[str, list[IntegrationConnection]] | None = None
 
+    def close(self) -> None:
+        """Drop every DataLoader, and the rows they hold, when the request is over. Each
+        one's batch function refers back to these loaders: kept, that cycle would leave
+        the rows to the cyclic collector instead of reference counting."""
+        self._by_id.clear()
+        self._lazy.clear()
+        self._api_clients_by_provider = None
+        self._connections_by_credential = None
+
     def by_id(self, model: type[Base]) -> DataLoader[str, Any]:
         loader = self._by_id.get(model)
         if loader is None:
