@@ -157,7 +157,7 @@ class StudioGraphQL(GraphQL[StudioContext, None]):
         finally:
             context: StudioContext | None = getattr(request.state, _CONTEXT_STATE, None)
             if context is not None:
-                await context.close()  # the request's read session
+                await context.end()  # the request's read session and loaders
         if modern:
             response.headers["content-type"] = GRAPHQL_RESPONSE_MEDIA_TYPE
         await response(scope, receive, send)

@@ -1,13 +1,18 @@
-"""Differential tests of ``schema.execution`` (plain leaves read without graphql-core's
-per-field machinery): for documents drawn from the live schema and for the Studio's own
-operations, the fast schema's answers — data, errors, messages, paths, codes, HTTP status —
-are byte-identical to the reference build's (graphql-core throughout), for callers with every
-scope, with partial scopes (guarded fields null with FORBIDDEN), and for ids of another
-tenant. Also: the validation cache is hit for a repeated document."""
+"""Differential tests of ``schema.execution`` (operation plans, and plain leaves read without
+graphql-core's per-field machinery): for documents drawn from the live schema and for the
+Studio's own operations, the fast schema's answers — data, errors, messages, paths, codes,
+HTTP status — are byte-identical to the reference build's (graphql-core throughout), for
+callers with every scope, with partial scopes (guarded fields null with FORBIDDEN), and for
+ids of another tenant. Each answer is also counted by how the fast build produced it (on its
+plan, by graphql-core after abandoning the plan, or by graphql-core outright), and the Studio
+page must run on its plan. A schema of odd fields (errors at every depth, in lists, async and
+sync, nulls for non-null, refused guards, rejected types) answers exactly as graphql-core
+does. Also: the validation cache is hit for a repeated document."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -25,7 +30,10 @@ from starlette.applications import Starlette
 from strawberry.extensions.validation_cache import _get_validate_cache
 
 from studio_integrations.app import create_app
+from studio_integrations.auth.guards import requires
+from studio_integrations.auth.scopes import Scope
 from studio_integrations.persistence.models import IntegrationConnection, IntegrationRun
+from studio_integrations.schema import execution
 from studio_integrations.schema.execution import StudioExecutionContext
 from studio_integrations.schema.extensions import CACHE_SIZE
 from studio_integrations.schema.schema import build_schema
@@ -50,6 +58,67 @@ SCOPES = [
 ]
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 COMPARED: list[str] = []
+# How the fast build answered: "plan", "abandoned" (graphql-core after the plan gave up) or
+# "graphql-core" (no plan: a mutation, a directive, an abstract type, a guard refused...).
+PATHS: Counter[str] = Counter()
+
+# The Studio page's operations the way a client with fragments and directives writes them.
+FRAGMENTS = """
+query ($first: Int!) {
+  integrationConnections(first: $first) {
+    nodes { ...Row id provider { ...P } runs(first: 2) { nodes { id ...Run } } }
+    pageInfo { ...Page }
+    __typename
+  }
+}
+fragment Row on IntegrationConnection {
+  id name status viewerCan { test } credential { id } provider { key }
+  health { status }
+}
+fragment P on Provider { id name __typename }
+fragment Run on IntegrationRun { status kind traceUrl }
+fragment Page on PageInfo { hasNextPage endCursor }
+"""
+DIRECTIVES = """
+query ($first: Int!, $withRuns: Boolean!) {
+  integrationConnections(first: $first) {
+    nodes { id credential @include(if: $withRuns) { id } runs(first: 1) @skip(if: $withRuns) { nodes { id } } }
+  }
+}
+"""
+MERGED = """
+query {
+  a: integrationConnections(first: 2) { nodes { id name } }
+  integrationConnections(first: 3) { nodes { id } edges { cursor node { id provider { id } } } }
+  b: credentials(first: 2) { nodes { id connections { id name } } }
+  integrationConnections(first: 3) { nodes { status provider { key } } }
+}
+"""
+
+
+@pytest.fixture(autouse=True)
+def counted_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts how the fast build answers each operation (its executor runs nowhere else)."""
+    choose = StudioExecutionContext._operation_plan
+    run = execution._PlanRun.run
+
+    def operation_plan(self: StudioExecutionContext) -> Any:
+        plan = choose(self)
+        if plan is None:
+            PATHS["graphql-core"] += 1
+        return plan
+
+    async def plan_run(self: Any, plan: Any, root_value: Any) -> Any:
+        try:
+            data = await run(self, plan, root_value)
+        except Exception:
+            PATHS["abandoned"] += 1
+            raise
+        PATHS["plan"] += 1
+        return data
+
+    monkeypatch.setattr(StudioExecutionContext, "_operation_plan", operation_plan)
+    monkeypatch.setattr(execution._PlanRun, "run", plan_run)
 
 
 @dataclass
@@ -136,8 +205,24 @@ def test_the_studio_operations_answer_identically(pair: Pair) -> None:
         pair.ask(STUDIO_QUERY, scopes, {"first": 3})
         pair.ask(LIST, scopes)
         pair.ask(CONNECTIONS, scopes, {"first": 2})
+        pair.ask(FRAGMENTS, scopes, {"first": 3})
+        pair.ask(MERGED, scopes)
+        for with_runs in (True, False):
+            pair.ask(DIRECTIVES, scopes, {"first": 2, "withRuns": with_runs})
         for id_ in (*pair.own_ids, *pair.foreign_ids):
             pair.ask(NODE, scopes, {"id": id_})
+
+
+def test_the_studio_page_runs_on_its_plan(pair: Pair) -> None:
+    """With every scope the page never touches graphql-core's field execution; without
+    `credentials:read` (a guard in the page would refuse) graphql-core answers it."""
+    PATHS.clear()
+    pair.ask(STUDIO_QUERY, "all", {"first": 3})
+    pair.ask(FRAGMENTS, "all", {"first": 3})
+    assert PATHS == {"plan": 2}
+    PATHS.clear()
+    pair.ask(STUDIO_QUERY, "connections:read providers:read", {"first": 3})
+    assert PATHS == {"graphql-core": 1}
 
 
 @examples(120)
@@ -148,13 +233,6 @@ def test_documents_from_the_schema_answer_identically(pair: Pair, data: st.DataO
     assert SCHEMA.query_type is not None
     query = "query " + builder.selection(SCHEMA.query_type, 1)
     pair.ask(query, data.draw(st.sampled_from(SCOPES)))
-
-
-def test_the_differential_suite_compared_documents() -> None:
-    """Runs last in this module: how many requests the two builds answered identically."""
-    print(f"\nfast vs reference execution: {len(COMPARED)} documents compared")
-    if COMPARED:
-        assert len(set(COMPARED)) > 10
 
 
 def test_a_repeated_document_is_validated_once() -> None:
@@ -210,3 +288,138 @@ def test_leaves_off_the_happy_path_error_exactly_like_graphql_core() -> None:
             e.formatted for e in theirs.errors or []
         ], document
         assert mine.errors, document  # each document does hit an error
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Branch(Named):
+    """Fields off the plan's happy path at every depth: async and sync resolvers that raise,
+    a null for a non-null field, a guarded field, an object ``is_type_of`` rejects, a list
+    with a null item, and resolvers that read their path and arguments."""
+
+    name: str
+    colour: Colour
+    note: str | None = None
+
+    @strawberry.field
+    async def loud(self) -> str:
+        return self.name.upper()
+
+    @strawberry.field
+    async def fails(self) -> str | None:
+        raise ValueError(f"{self.name} failed")
+
+    @strawberry.field
+    def fails_now(self) -> str | None:
+        raise ValueError(f"{self.name} failed at once")
+
+    @strawberry.field
+    async def nothing(self) -> str:
+        return None  # type: ignore[return-value]
+
+    @strawberry.field(extensions=requires(Scope.CREDENTIALS_READ))
+    async def guarded(self) -> str | None:
+        return f"{self.name} guarded"
+
+    @strawberry.field
+    async def children(self) -> list[Branch]:
+        return [Branch(name=f"{self.name}.{i}", colour=Colour.RED) for i in range(2)]
+
+    @strawberry.field
+    def holes(self) -> list[Branch]:
+        return [Branch(name=f"{self.name}.h", colour=Colour.RED), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def impostor(self) -> Branch | None:
+        return Odd(missing="x", colour=Colour.RED, count=1, fine=None)  # type: ignore[return-value]
+
+    @strawberry.field
+    def path(self, info: strawberry.Info) -> str:
+        return "/".join(str(key) for key in info.path.as_list())
+
+    @strawberry.field
+    def echo(self, word: str = "x") -> str:
+        return word
+
+
+@strawberry.type
+class TreeQuery:
+    @strawberry.field
+    async def trees(self) -> list[Branch]:
+        return [Branch(name=f"t{i}", colour=Colour.RED) for i in range(3)]
+
+    @strawberry.field
+    def tree(self) -> Branch:
+        return Branch(name="root", colour=Colour.RED, note="n")
+
+    @strawberry.field
+    def named(self) -> Named:
+        return Branch(name="named", colour=Colour.RED)
+
+
+TREE_DOCUMENTS = [
+    # on the plan
+    "{ trees { name colour note loud path __typename } tree { children { path loud } } }",
+    "{ tree { ...F children { ...F children { ...F } } } } fragment F on Branch { name loud }",
+    '{ tree { echo(word: "hi") again: echo } }',
+    "{ trees { guarded } }",
+    # abandoned: errors at every depth, async and sync, several at a time
+    "{ trees { name fails } }",
+    "{ trees { failsNow children { fails name } } tree { fails } }",
+    "{ trees { nothing } }",
+    "{ tree { children { children { nothing name } } } more: trees { fails } }",
+    "{ tree { impostor { name } } }",
+    "{ tree { holes { name } } }",
+    "{ tree { children { loud holes { loud } } note } }",
+    # never planned: directives, abstract types
+    "{ tree { name @include(if: false) loud } }",
+    "{ named { name ... on Branch { loud } } }",
+]
+
+
+@dataclass
+class Caller:
+    scopes: frozenset[Scope]
+
+    def has(self, scope: Scope) -> bool:
+        return scope in self.scopes
+
+
+def test_the_plan_answers_exactly_like_graphql_core_or_gives_way() -> None:
+    fast = strawberry.Schema(TreeQuery, execution_context_class=StudioExecutionContext)
+    reference = strawberry.Schema(TreeQuery)
+    before = PATHS.copy()
+    for scopes in (frozenset(Scope), frozenset({Scope.CONNECTIONS_READ})):
+        context = SimpleNamespace(principal=Caller(scopes))
+        for document in TREE_DOCUMENTS:
+            mine = asyncio.run(fast.execute(document, context_value=context))
+            theirs = asyncio.run(reference.execute(document, context_value=context))
+            assert mine.data == theirs.data, document
+            assert [e.formatted for e in mine.errors or []] == [
+                e.formatted for e in theirs.errors or []
+            ], document
+            COMPARED.append(document)
+    PATHS.subtract(before)
+    # The first three documents, and the guarded field for a caller with its scope, ran on
+    # the plan; the errors abandoned it; directives, abstract types and the guarded field
+    # for a caller without its scope never had one.
+    assert PATHS["plan"] == 2 * 3 + 1
+    assert PATHS["abandoned"] == 2 * 7
+    assert PATHS["graphql-core"] == 2 * 2 + 1
+    PATHS.update(before)
+
+
+def test_the_differential_suite_compared_documents() -> None:
+    """Runs last in this module: how many requests the two builds answered identically."""
+    print(
+        f"\nfast vs reference execution: {len(COMPARED)} documents compared "
+        f"({len(set(COMPARED))} distinct); fast build answered on its plan "
+        f"{PATHS['plan']}, abandoned its plan {PATHS['abandoned']}, without a plan "
+        f"{PATHS['graphql-core']}"
+    )
+    if COMPARED:
+        assert len(set(COMPARED)) > 10

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import aliased
 
 from studio_integrations.core.enums import ConnectionStatus, ProviderCategory
 from studio_integrations.persistence.models import (
@@ -112,13 +113,16 @@ class RunRepository(TenantRepository[IntegrationRun]):
         self, connection_ids: Sequence[str], limit: int
     ) -> dict[str, list[IntegrationRun]]:
         """The newest ``limit`` runs of each connection, newest first, in one statement
-        (a window function: SQLite ≥ 3.25 and PostgreSQL)."""
+        (a window function: SQLite ≥ 3.25 and PostgreSQL) that ranks the runs and reads
+        them in the same pass. (Joining the ranked ids back to the table instead left
+        PostgreSQL, without statistics on a fresh table, a nested loop: 27 ms for 50
+        connections' runs instead of 0.3 ms.)"""
         by_connection: dict[str, list[IntegrationRun]] = defaultdict(list)
         if not connection_ids or limit <= 0:
             return by_connection
         ranked = (
             select(
-                IntegrationRun.id.label("run_id"),
+                IntegrationRun,
                 func.row_number()
                 .over(
                     partition_by=IntegrationRun.connection_id,
@@ -129,14 +133,10 @@ class RunRepository(TenantRepository[IntegrationRun]):
             .where(IntegrationRun.connection_id.in_(set(connection_ids)))
             .subquery()
         )
-        stmt = (
-            self.select()
-            .join(ranked, ranked.c.run_id == IntegrationRun.id)
-            .where(ranked.c.rank <= limit)
-            .order_by(IntegrationRun.id.desc())
-        )
-        for run in (await self.session.execute(stmt)).scalars():
-            by_connection[run.connection_id].append(run)
+        run = aliased(IntegrationRun, ranked)
+        stmt = select(run).where(ranked.c.rank <= limit).order_by(run.id.desc())
+        for found in (await self.session.execute(stmt)).scalars():
+            by_connection[found.connection_id].append(found)
         return by_connection
 
     async def page_for_connection(

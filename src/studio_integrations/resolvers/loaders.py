@@ -66,6 +66,15 @@ class Loaders:
     async def load(self, batch: Batch[K, V], key: K) -> V:
         return await self.get(batch).load(key)
 
+    def close(self) -> None:
+        """Drop every DataLoader, and the rows they hold, when the request is over. Each
+        one's batch function refers back to these loaders: kept, that cycle would leave
+        the rows to the cyclic collector instead of reference counting."""
+        self._by_id.clear()
+        self._lazy.clear()
+        self._api_clients_by_provider = None
+        self._connections_by_credential = None
+
     def by_id(self, model: type[Base]) -> DataLoader[str, Any]:
         """Rows of ``model`` by id (None for an id the tenant cannot see)."""
         return self.get(rows_by_id(model))

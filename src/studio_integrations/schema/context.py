@@ -84,8 +84,19 @@ class StudioContext:
         its own (``subscriptions.execution``), so nothing is cached across events."""
         return replace(self, _loaders=None)
 
+    async def end(self) -> None:
+        """The request is answered (the view calls this): its read session ends, and its
+        DataLoaders go, with every row they hold, freed by reference counting. Kept, they
+        would wait for the cyclic collector: the context stays reachable from cycles after
+        the request (the request's state, graphql-core's executor), and ~3,900 objects a
+        Studio page left that way made garbage collection a fifth of the page's CPU."""
+        await self.close()
+        loaders, self._loaders = self._loaders, None
+        if loaders is not None:
+            loaders.close()
+
     async def close(self) -> None:
-        """Ends the request's read session (the view calls it when the response is made)."""
+        """Ends the request's read session (``end``, and ``write`` before a transaction)."""
         async with self._session_lock:
             session, self._session = self._session, None
         if session is not None:

@@ -1,33 +1,86 @@
-"""Execution of plain leaf fields without graphql-core's per-field machinery.
+"""Query execution without graphql-core's per-field machinery, where that changes nothing.
 
-Most of a Studio page is leaves read straight off an object (``name``, ``status``,
-``startedAt``: 2,000 of the Connections page's 2,255 fields). For those graphql-core builds a
-resolve-info object, calls Strawberry's basic-field resolver, then walks ``complete_value``;
-here a field whose Strawberry definition is *basic* (no resolver, no extension, so no guard)
-and whose type is a scalar or enum is read and coerced directly: the attribute Strawberry's
-basic-field resolver reads (``getattr``), the same ``coerce_output_value``. Anything off the
-happy path — an exception, a null for a non-null field, a value the scalar refuses, an
-awaitable, or field middleware (a schema extension with a ``resolve`` hook) — is handed back
-to graphql-core's ``execute_field``, which reads the attribute again and produces its exact
-error, path and null propagation.
-Everything else (resolvers, loaders, guards, lists, objects) runs through graphql-core
-unchanged.
+Two shortcuts, both falling back to graphql-core for anything off the happy path:
+
+**Operation plans.** A query is compiled once per parsed document (the parser cache hands
+back the same document for the same text; plans are cached by its identity, beside the
+validation cache) into a plan: for each selected field, either the attribute a plain
+Strawberry field reads, or the field's own resolver (Strawberry's wrapper, so its guards and
+argument conversion run unchanged), and how its value completes — leaf coercion, list,
+object with its sub-plan. Executing the plan walks the whole tree without graphql-core's
+per-field resolve-info, completion walk and per-field coroutines: every resolver reachable
+without waiting is called, then the awaitables of that wave (the DataLoader-backed fields of
+every object of a level) are gathered at once, and their values complete into the next wave.
+A wave's loads all land in one DataLoader batch, so the statement count stays that of
+graphql-core's execution (flat in page size).
+
+The plan only ever produces an answer without errors. The first sign of anything else — a
+resolver raising (a guard refusing included), a null for a non-null field, a value a scalar
+refuses, an awaitable where a value was expected, an object ``is_type_of`` rejects — abandons
+it, and graphql-core executes the whole operation from the start (queries only: resolvers of
+reads have no side effects, and the request's DataLoaders already hold what was loaded, so no
+statement runs twice). Errors, their messages, paths, codes and order, and null propagation
+are therefore graphql-core's by construction. A caller without the scope of a guarded field
+in the document skips the plan (it would be abandoned), as do documents the plan cannot
+express: mutations and subscriptions, directives (``@skip``/``@include`` make the selection
+depend on variables), abstract types (``node``), introspection, and schemas whose extensions
+wrap resolvers (field middleware).
+
+**Plain leaves.** Inside graphql-core's execution (the fallback, mutations, subscription
+events), a field whose Strawberry definition is *basic* (no resolver, no extension, so no
+guard) and whose type is a scalar or enum is read and coerced directly — the attribute
+Strawberry's basic-field resolver reads (``getattr``), the same ``coerce_output_value`` —
+and anything off the happy path is handed back to graphql-core's ``execute_field``, which
+reads the attribute again and produces its exact error, path and null propagation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import CoroutineType
 from typing import Any
 
 from graphql import (
+    BREAK,
+    FieldNode,
+    GraphQLEnumType,
+    GraphQLField,
     GraphQLLeafType,
     GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    Visitor,
     get_nullable_type,
     is_leaf_type,
+    is_list_type,
     is_non_null_type,
+    is_object_type,
+    visit,
 )
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, Undefined
+from strawberry.permission import PermissionExtension
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import get_arguments
 from strawberry.types.field import StrawberryField
+
+from studio_integrations.auth.guards import HasScope
+from studio_integrations.auth.scopes import Scope
+from studio_integrations.schema.extensions import CACHE_SIZE
 
 # (attribute name, non-null, leaf type)
 LeafPlan = tuple[str, bool, GraphQLLeafType]
@@ -38,22 +91,507 @@ DEFINITION = "strawberry-definition"  # where Strawberry keeps a field's definit
 _PLANS: dict[tuple[int, str], tuple[GraphQLObjectType, LeafPlan | None]] = {}
 
 
+def _basic_attribute(field_def: GraphQLField) -> str | None:
+    """The attribute a plain Strawberry field reads (no resolver, no extension), else None."""
+    definition = (field_def.extensions or {}).get(DEFINITION)
+    if (
+        getattr(field_def.resolve, "_is_default", False)
+        and isinstance(definition, StrawberryField)
+        and definition.is_basic_field
+        and definition.default_resolver is getattr
+    ):
+        return definition.python_name
+    return None
+
+
 def _plan(parent_type: GraphQLObjectType, field_name: str) -> LeafPlan | None:
     plan: LeafPlan | None = None
     field_def = parent_type.fields.get(field_name)
     if field_def is not None:
-        definition = (field_def.extensions or {}).get(DEFINITION)
+        attribute = _basic_attribute(field_def)
         leaf = get_nullable_type(field_def.type)
-        if (
-            getattr(field_def.resolve, "_is_default", False)
-            and isinstance(definition, StrawberryField)
-            and definition.is_basic_field
-            and definition.default_resolver is getattr
-            and is_leaf_type(leaf)
-        ):
-            plan = (definition.python_name, is_non_null_type(field_def.type), leaf)
+        if attribute is not None and is_leaf_type(leaf):
+            plan = (attribute, is_non_null_type(field_def.type), leaf)
     _PLANS[(id(parent_type), field_name)] = (parent_type, plan)
     return plan
+
+
+# --- Operation plans ---------------------------------------------------------------------
+
+
+class Unplannable(Exception):
+    """The document uses something the plan does not express: graphql-core executes it."""
+
+
+class Abandon(Exception):
+    """Execution left the happy path: graphql-core executes the operation instead."""
+
+
+@dataclass(slots=True)
+class Completion:
+    """How a value of one output type completes: exactly one of leaf, item, object_type."""
+
+    non_null: bool
+    leaf: GraphQLLeafType | None = None
+    item: Completion | None = None
+    object_type: GraphQLObjectType | None = None
+    steps: list[Step] = field(default_factory=list)
+    coerce: Callable[[Any], Any] | None = None  # the leaf's coerce_output_value
+
+
+# What a step does with its object.
+READ_LEAF = 0  # a plain field of scalar or enum type: read the attribute, coerce
+READ = 1  # a plain field of object or list type: read the attribute, complete
+RESOLVE = 2  # call the field's resolver (Strawberry's, with its extensions), complete
+TYPENAME = 3  # ``__typename``
+
+
+@dataclass(slots=True)
+class Step:
+    """One response key of an object's selection."""
+
+    key: str
+    parent_type: GraphQLObjectType
+    field_def: GraphQLField
+    details: FieldDetailsList
+    nodes: list[FieldNode]
+    action: int
+    attribute: str  # READ_LEAF and READ: the attribute Strawberry's basic resolver reads
+    has_arguments: bool
+    completion: Completion
+    # RESOLVE without field extensions: the Strawberry field whose resolver is called the
+    # way Strawberry's wrapper calls it (``Direct``); None: call the wrapper.
+    direct: Direct | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Direct:
+    """What Strawberry's resolver wrapper does for a field with a resolver and no field
+    extensions (``GraphQLCoreConverter.from_resolver``: its Info, ``get_arguments``,
+    ``StrawberryField.get_result``), done here without the wrapper's layers (its coroutine,
+    ``await_maybe``'s, the extension chain), which cost more than most resolvers."""
+
+    field: StrawberryField
+    info_class: type[Any]
+    config: StrawberryConfig
+    scalar_registry: Any
+
+    def __call__(self, source: Any, info: Any, arguments: dict[str, Any]) -> Any:
+        strawberry_info = self.info_class(_raw_info=info, _field=self.field)
+        args, kwargs = get_arguments(
+            field=self.field,
+            source=source,
+            info=strawberry_info,
+            kwargs=arguments,
+            config=self.config,
+            scalar_registry=self.scalar_registry,
+        )
+        return self.field.get_result(source, info=strawberry_info, args=args, kwargs=kwargs)
+
+
+@dataclass(slots=True)
+class OperationPlan:
+    steps: list[Step]
+    scopes: frozenset[Scope]  # every guard's scope: a caller without one skips the plan
+
+
+def _coercer(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
+    """The leaf's ``coerce_output_value``; for an enum, remembered per member (Strawberry
+    looks each member up among the enum's values)."""
+    coerce = leaf.coerce_output_value
+    members = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not isinstance(members, type):
+        return coerce
+    names: dict[Any, Any] = {}
+
+    def coerce_member(value: Any) -> Any:
+        if type(value) is not members:  # a raw value, or a str equal to a StrEnum member
+            return coerce(value)
+        name = names.get(value)
+        if name is None:
+            name = names[value] = coerce(value)
+        return name
+
+    return coerce_member
+
+
+class _Directives(Visitor):
+    found = False
+
+    def enter_directive(self, *_args: Any) -> Any:
+        self.found = True
+        return BREAK
+
+
+class _Compiler:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDetails],
+    ) -> None:
+        self.schema = schema
+        self.operation = operation
+        self.fragments = fragments
+        # Without directives the selection does not depend on the variables.
+        self.no_variables = VariableValues({}, {})
+        self.scopes: set[Scope] = set()
+
+    def compile(self) -> OperationPlan:
+        if self.operation.operation is not OperationType.QUERY:
+            raise Unplannable("not a query")
+        for node in (self.operation, *(f.definition for f in self.fragments.values())):
+            visitor = _Directives()
+            visit(node, visitor)
+            if visitor.found:
+                raise Unplannable("directives")
+        for fragment in self.fragments.values():
+            if fragment.definition.variable_definitions or fragment.variable_signatures:
+                raise Unplannable("fragment variables")
+        root_type = self.schema.query_type
+        if root_type is None:
+            raise Unplannable("no query type")
+        grouped, defer_usages, forbidden = collect_fields(
+            self.schema, self.fragments, self.no_variables, root_type, self.operation
+        )
+        if defer_usages or forbidden:
+            raise Unplannable("incremental delivery")
+        return OperationPlan(self.steps(root_type, grouped), frozenset(self.scopes))
+
+    def steps(self, parent_type: GraphQLObjectType, grouped: GroupedFieldSet) -> list[Step]:
+        steps = []
+        for key, details in grouped.items():
+            node = details[0].node
+            name = node.name.value
+            field_def = self.schema.get_field(parent_type, name)
+            if field_def is None or field_def.resolve is None or name in ("__schema", "__type"):
+                raise Unplannable("introspection, or a field without a resolver")
+            self._guards(field_def)
+            completion = self.completion(field_def.type, details)
+            attribute = _basic_attribute(field_def)
+            if name == "__typename":
+                action = TYPENAME
+            elif attribute is None:
+                action = RESOLVE
+            else:
+                action = READ_LEAF if completion.leaf is not None else READ
+            steps.append(
+                Step(
+                    key=key,
+                    parent_type=parent_type,
+                    field_def=field_def,
+                    details=details,
+                    nodes=[d.node for d in details],
+                    action=action,
+                    attribute=attribute or "",
+                    has_arguments=bool(field_def.args or node.arguments),
+                    completion=completion,
+                    direct=self._direct(field_def) if action == RESOLVE else None,
+                )
+            )
+        return steps
+
+    def _direct(self, field_def: GraphQLField) -> Direct | None:
+        definition = (field_def.extensions or {}).get(DEFINITION)
+        strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        converter = getattr(strawberry_schema, "schema_converter", None)
+        handlers = getattr(converter, "_get_field_exception_handlers", None)
+        if (
+            not isinstance(definition, StrawberryField)
+            or definition.base_resolver is None
+            or definition.extensions
+            or converter is None
+            or handlers is None
+            or handlers(definition)  # exception handlers: Strawberry's wrapper applies them
+        ):
+            return None
+        return Direct(
+            definition,
+            converter.config.info_class,
+            converter.config,
+            converter.scalar_registry,
+        )
+
+    def completion(self, type_: GraphQLOutputType, details: FieldDetailsList) -> Completion:
+        non_null = is_non_null_type(type_)
+        nullable = get_nullable_type(type_)
+        if is_list_type(nullable):
+            return Completion(non_null, item=self.completion(nullable.of_type, details))
+        if is_leaf_type(nullable):
+            return Completion(non_null, leaf=nullable, coerce=_coercer(nullable))
+        if is_object_type(nullable):
+            grouped, defer_usages, forbidden = collect_subfields(
+                self.schema, self.fragments, self.no_variables, self.operation, nullable, details
+            )
+            if defer_usages or forbidden:
+                raise Unplannable("incremental delivery")
+            return Completion(non_null, object_type=nullable, steps=self.steps(nullable, grouped))
+        raise Unplannable("abstract type")
+
+    def _guards(self, field_def: GraphQLField) -> None:
+        definition = (field_def.extensions or {}).get(DEFINITION)
+        for extension in getattr(definition, "extensions", None) or ():
+            if isinstance(extension, PermissionExtension):
+                self.scopes.update(
+                    p.scope for p in extension.permissions if isinstance(p, HasScope)
+                )
+
+
+class _DocumentKey:
+    """A plan's cache key: the schema and the parsed operation, by identity (AST nodes hash
+    their whole tree). The parser cache hands back the same document for the same text, so
+    this is the document's hash in effect. The fragments ride along (same document)."""
+
+    __slots__ = ("fragments", "operation", "schema")
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDetails],
+    ) -> None:
+        self.schema = schema
+        self.operation = operation
+        self.fragments = fragments
+
+    def __hash__(self) -> int:
+        return hash((id(self.schema), id(self.operation)))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _DocumentKey)
+            and other.schema is self.schema
+            and other.operation is self.operation
+        )
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _operation_plan(key: _DocumentKey) -> OperationPlan | None:
+    try:
+        return _Compiler(key.schema, key.operation, key.fragments).compile()
+    except Unplannable:
+        return None
+
+
+# (awaitable, its field's step, the object it goes into, field path, info)
+_Pending = tuple[Any, "Step", dict[str, Any], Path, Any]
+# Leaf values of these types are never awaitable (the check is for everything else).
+_PLAIN = frozenset({str, int, float, bool, datetime.datetime, datetime.date})
+
+
+async def settle_together(awaitables: list[Any]) -> list[Any]:
+    """``asyncio.gather(*awaitables, return_exceptions=True)`` without a Task per awaitable.
+
+    A wave of the Studio page is ~200 resolver coroutines that each wait on one DataLoader
+    future; a Task apiece (create, schedule, step, wake, done-callback) costs about as much
+    as the resolvers themselves. Here each coroutine is stepped in the calling task the way a
+    Task steps it: up to the future it waits on, and on again from that future's done
+    callback; the calling task sleeps until some coroutine can go on. (Waiting on the
+    futures in turn instead would deadlock: one coroutine's future may be a lock another
+    holds.) A coroutine that yields anything but an asyncio future or a bare ``yield`` is
+    closed and reported as an error, which abandons the plan.
+    """
+    loop = asyncio.get_running_loop()
+    results: list[Any] = [None] * len(awaitables)
+    suspended: dict[int, Any] = {}  # index -> coroutine waiting on a future
+    ready: list[int] = []
+    wake: list[asyncio.Future[None]] = []
+
+    def resume(index: int) -> None:
+        ready.append(index)
+        if wake and not wake[0].done():
+            wake[0].set_result(None)
+
+    def step(index: int, coroutine: Any) -> None:
+        try:
+            yielded = coroutine.send(None)
+        except StopIteration as stop:
+            results[index] = stop.value
+        except (Exception, asyncio.CancelledError) as error:  # a result: return_exceptions
+            results[index] = error
+        else:
+            suspended[index] = coroutine
+            if yielded is None:  # a bare yield: go on once the loop has run
+                loop.call_soon(resume, index)
+            elif getattr(yielded, "_asyncio_future_blocking", False):
+                yielded._asyncio_future_blocking = False
+                yielded.add_done_callback(lambda _: resume(index))
+            else:
+                del suspended[index]
+                coroutine.close()
+                results[index] = RuntimeError(f"yielded {yielded!r}, not a future")
+
+    try:
+        for index, awaitable in enumerate(awaitables):
+            if not isinstance(awaitable, CoroutineType):
+                awaitable = _awaited(awaitable)
+            step(index, awaitable)
+        while suspended:
+            if not ready:
+                wake[:] = [loop.create_future()]
+                await wake[0]
+            now, ready[:] = ready[:], []
+            for index in now:
+                step(index, suspended.pop(index))
+    finally:
+        for coroutine in suspended.values():  # only when this task is cancelled
+            coroutine.close()
+    return results
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class _PlanRun:
+    """One execution of a plan: waves of synchronous work, each ending in one gather."""
+
+    __slots__ = ("arguments", "executor", "is_awaitable", "pending", "queue")
+
+    def __init__(self, executor: StudioExecutionContext) -> None:
+        self.executor = executor
+        self.is_awaitable = executor.is_awaitable
+        # (steps, source, out, path): objects whose selections are still to execute
+        self.queue: list[tuple[list[Step], Any, dict[str, Any], Path | None]] = []
+        self.pending: list[_Pending] = []
+        self.arguments: dict[int, dict[str, Any]] = {}
+
+    async def run(self, plan: OperationPlan, root_value: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        self.queue.append((plan.steps, root_value, data, None))
+        while True:
+            try:
+                self.walk()
+            except BaseException:
+                await self.settle()  # nothing is left running behind graphql-core
+                raise
+            if not self.pending:
+                return data
+            pending = self.pending
+            values = await self.settle()
+            for (_, step, out, path, info), value in zip(pending, values, strict=True):
+                self.complete(step.completion, value, out, step.key, path, info, step)
+
+    async def settle(self) -> list[Any]:
+        """Every awaitable of the wave at once (their loads share DataLoader batches)."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return []
+        return await settle_together([p[0] for p in pending])
+
+    def walk(self) -> None:
+        """Execute the queued objects' selections, and those of the objects their
+        synchronous fields complete to (the queue grows while it is walked)."""
+        is_awaitable = self.is_awaitable
+        for steps, source, out, path in self.queue:
+            for step in steps:
+                action = step.action
+                if action == READ_LEAF:
+                    value = getattr(source, step.attribute)
+                    if value is None or value is Undefined:
+                        if step.completion.non_null:
+                            raise Abandon
+                        out[step.key] = None
+                        continue
+                    if type(value) not in _PLAIN and is_awaitable(value):
+                        raise Abandon
+                    coerced = step.completion.coerce(value)  # type: ignore[misc]
+                    if coerced is None or coerced is Undefined:
+                        raise Abandon
+                    out[step.key] = coerced
+                elif action == READ:
+                    field_path = Path(path, step.key, step.parent_type.name)
+                    value = getattr(source, step.attribute)
+                    self.complete(step.completion, value, out, step.key, field_path, None, step)
+                elif action == RESOLVE:
+                    self.resolve(step, source, out, path)
+                else:
+                    out[step.key] = step.parent_type.name
+        self.queue.clear()
+
+    def resolve(self, step: Step, source: Any, out: dict[str, Any], path: Path | None) -> None:
+        field_path = Path(path, step.key, step.parent_type.name)
+        info = self.executor.build_resolve_info(
+            step.field_def, step.nodes, step.parent_type, field_path
+        )
+        direct = step.direct
+        if direct is not None:
+            result = direct(source, info, self._arguments(step))
+        else:
+            result = step.field_def.resolve(source, info, **self._arguments(step))  # type: ignore[misc]
+        if self.is_awaitable(result):
+            out[step.key] = None  # its place in the response's key order
+            self.pending.append((result, step, out, field_path, info))
+        else:
+            self.complete(step.completion, result, out, step.key, field_path, info, step)
+
+    def _arguments(self, step: Step) -> dict[str, Any]:
+        if not step.has_arguments:
+            return {}
+        found = self.arguments.get(id(step))
+        if found is None:
+            executor = self.executor
+            details = step.details[0]
+            found = self.arguments[id(step)] = get_argument_values(
+                step.field_def,
+                details.node,
+                executor.variable_values,
+                details.fragment_variable_values,
+                executor.hide_suggestions,
+            )
+        return found
+
+    def complete(
+        self,
+        completion: Completion,
+        value: Any,
+        out: Any,
+        key: Any,
+        path: Path,
+        info: Any,
+        step: Step,
+    ) -> None:
+        """Complete ``value`` into ``out[key]`` as graphql-core's ``complete_value`` would,
+        or abandon the plan. ``path`` is the value's response path; ``info`` its field's
+        resolve info, None until needed for a plain field."""
+        if value is None or value is Undefined:
+            if completion.non_null:
+                raise Abandon
+            out[key] = None
+            return
+        if isinstance(value, BaseException) or self.is_awaitable(value):
+            raise Abandon
+        if completion.coerce is not None:
+            coerced = completion.coerce(value)
+            if coerced is None or coerced is Undefined:
+                raise Abandon
+            out[key] = coerced
+            return
+        item = completion.item
+        if item is not None:
+            if not isinstance(value, list | tuple):
+                raise Abandon
+            if info is None:  # every item gets the list field's info
+                info = self._info(step, path)
+            items: list[Any] = [None] * len(value)
+            out[key] = items
+            for index, element in enumerate(value):
+                self.complete(item, element, items, index, path.add_key(index), info, step)
+            return
+        object_type = completion.object_type
+        assert object_type is not None
+        if object_type.is_type_of is not None:
+            if info is None:
+                info = self._info(step, path)
+            is_type = object_type.is_type_of(value, info)
+            if self.is_awaitable(is_type) or not is_type:
+                raise Abandon
+        sub: dict[str, Any] = {}
+        out[key] = sub
+        self.queue.append((completion.steps, value, sub, path))
+
+    def _info(self, step: Step, path: Path) -> Any:
+        return self.executor.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)
 
 
 class StudioExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -62,6 +600,36 @@ class StudioExecutionContext(StrawberryGraphQLCoreExecutionContext):
         middleware = self.middleware_manager
         # A schema extension with a ``resolve`` hook wraps every field: no shortcut then.
         self._shortcuts = middleware is None or not middleware.middlewares
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        plan = self._operation_plan() if serially is None else None
+        if plan is None:
+            return super().execute_operation(serially)
+        return self._execute_plan(plan)
+
+    def _operation_plan(self) -> OperationPlan | None:
+        if (
+            not self._shortcuts
+            or self.abort_signal is not None
+            or self.hooks is not None
+            or self.operation.operation is not OperationType.QUERY
+        ):
+            return None
+        plan = _operation_plan(_DocumentKey(self.schema, self.operation, self.fragments))
+        if plan is None or not plan.scopes:
+            return plan
+        principal = getattr(self.context_value, "principal", None)
+        if principal is None or not all(principal.has(scope) for scope in plan.scopes):
+            return None  # a guard would refuse: graphql-core reports it
+        return plan
+
+    async def _execute_plan(self, plan: OperationPlan) -> Any:
+        try:
+            data = await _PlanRun(self).run(plan, self.root_value)
+        except Exception:  # Abandon, or a resolver's error: graphql-core reports it
+            result = super().execute_operation()
+            return await result if self.is_awaitable(result) else result
+        return self.build_response(data)
 
     def execute_field(
         self,
