@@ -68,12 +68,9 @@ class Loaders:
 
     def close(self) -> None:
         """Drop every DataLoader, and the rows they hold, when the request is over. Each
-        one's batch function refers back to these loaders: kept, that cycle would leave
-        the rows to the cyclic collector instead of reference counting."""
-        self._by_id.clear()
-        self._lazy.clear()
-        self._api_clients_by_provider = None
-        self._connections_by_credential = None
+        one's load function refers back to the request (its ``read``): kept, that cycle
+        would leave the rows to the cyclic collector instead of reference counting."""
+        self._made.clear()
 
     def by_id(self, model: type[Base]) -> DataLoader[str, Any]:
         """Rows of ``model`` by id (None for an id the tenant cannot see)."""
