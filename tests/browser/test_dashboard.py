@@ -167,7 +167,7 @@ async def test_dashboard_resumes_its_streams_after_a_dropped_socket(
     await page_side.close(code=1012, reason="restart")
     await upstream.close()
     await fail("while away")
-    await until(lambda: any(n == 2 for n, _ in subscribes), "the resubscription")
+    await until(lambda: sum(n == 2 for n, _ in subscribes) == 2, "both streams resubscribed")
     resumed = {
         p["query"].split("(")[0].split()[-1]: p["variables"] for n, p in subscribes if n == 2
     }

@@ -389,15 +389,21 @@ class CohortTransportWSHandler(StudioTransportWSHandler):
         services = getattr(self.context, "services", None)
         hub: FanoutHub | None = getattr(services, "hub", None)
         payload = message["payload"]
+        query = payload.get("query") if isinstance(payload, dict) else None
+        if hub is None or not isinstance(query, str):
+            # No hub, or not a document (a hostile or broken frame): Strawberry's own path
+            # answers it with its error.
+            await super().start_operation(message, release)
+            return
         operation: Operation[Any, Any] = Operation(
             self,
             message["id"],
-            payload["query"],
+            query,
             payload.get("variables"),
             payload.get("operationName"),
         )
-        key = cohort_key(self.context, operation) if hub is not None else None
-        if hub is None or key is None:
+        key = cohort_key(self.context, operation)
+        if key is None:
             await super().start_operation(message, release)
             return
         member = CohortMember(self, operation, release)
