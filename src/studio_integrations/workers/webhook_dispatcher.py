@@ -25,11 +25,11 @@ subscription's deliveries in the batch are deferred, not attempted: ``next_attem
 to when the bucket will hold a token again (the limiter's ``retry_after``), with no lease,
 no attempt row and no change to the attempt count, so the next claims pass over them until
 then; a batch filled by deferrals is followed by another claim at once, so a limited
-subscription's backlog never holds back the deliveries behind it until the next poll. The
-deliveries one claim defers share one due time, so they keep their order (the
-claim's tie-break is the id). A token taken by a claim whose transaction then fails is lost
-(the subscription sends a little less, never more). When Redis cannot be reached the
-limiter lets sends through (logged), as it does for API requests.
+subscription's backlog does not hold the deliveries behind it back until the next poll. The
+deliveries one claim defers share one due time, so they keep their order (the claim's
+tie-break is the id). A token taken by a claim whose transaction then fails is lost (the
+subscription sends a little less, never more). When Redis cannot be reached the limiter
+lets sends through (logged), as it does for API requests.
 
 Each attempt: the signing secret's current version (and, for 24 h after a rotation, the
 previous one) from the vault (versions are immutable, so values are cached for
