@@ -302,6 +302,11 @@ def create_app(
         guarded, services.db, graphql=True, max_body_bytes=settings.max_body_bytes
     )
     gateway = GraphQLGateway(idempotent, services.verifier, max_json_depth=settings.max_json_depth)
+    # WebSockets skip the HTTP-only layers (body checks, Idempotency-Key): each layer is a
+    # coroutine frame held for the life of every socket.
+    socket_gateway = GraphQLGateway(
+        graphql_app, services.verifier, max_json_depth=settings.max_json_depth
+    )
 
     async def healthz(_request: Request) -> JSONResponse:
         """Liveness, and what this replica's prober has done (counts only: it is public)."""
@@ -352,7 +357,7 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/graphql", gateway, methods=["GET", "POST"]),
             Route(ROTATE_PATH, route_app(services), methods=["POST"]),
-            WebSocketRoute("/graphql", gateway),
+            WebSocketRoute("/graphql", socket_gateway),
             # Providers authenticate by signature, not by bearer token (see ``inbound``).
             Route("/webhooks/inbound/{connection_id}", inbound_webhook, methods=["POST"]),
         ]

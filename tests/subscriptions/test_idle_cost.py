@@ -16,9 +16,11 @@ from datetime import timedelta
 
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import ClientConnection
 
 from studio_integrations.app import WEBSOCKET_SERVER_OPTIONS
+from studio_integrations.auth.gateway import GraphQLGateway
 from tests.conftest import TokenFactory
 from tests.support.live import LiveServer, serve
 from tests.support.ws import init, receive, send, ws_connect
@@ -105,3 +107,16 @@ async def test_served_sockets_do_not_negotiate_compression(app: Starlette) -> No
         assert ws.request is not None and ws.response is not None
         assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+async def test_closed_sockets_leave_the_expiry_timer(
+    server: LiveServer, make_token: TokenFactory
+) -> None:
+    """Every socket with a token is in the one expiry timer while it is open, and out of it
+    once closed (nothing of it is kept until its token's deadline)."""
+    route = next(r for r in server.app.routes if isinstance(r, WebSocketRoute))
+    gateway = route.endpoint
+    assert isinstance(gateway, GraphQLGateway)
+    async with idle_subscribers(server, make_token(ttl=timedelta(minutes=30)), 1):
+        assert len(gateway.expiry_wheel) == SOCKETS
+    await _until(lambda: len(gateway.expiry_wheel) == 0, "the sockets to leave the timer")

@@ -7,20 +7,24 @@ with the first member's context) and encodes each result once, as the tail of a
 graphql-transport-ws ``next`` frame. Each member's socket gets ``{"id":<its id>`` spliced
 before that shared tail: the operation id is the only per-subscriber part of a frame.
 
-Hooked in at ``run_operation``, the one method of Strawberry's graphql-transport-ws handler
-that runs an operation's stream and sends its results: Strawberry has no way to share one
-stream between operations, so that method is replaced for cohort operations only; the
-protocol (subscribe, complete, caps, errors before execution) stays Strawberry's.
+Hooked in where a subscribe that passed the caps starts (``start_operation``): Strawberry
+has no way to share one stream between operations, so a cohort operation gets no task of
+its own; it is an ``Operation`` in the handler's ``operations`` (ids, caps and ``complete``
+stay the protocol's) and a ``CohortMember`` in its cohort's set. The cohort's task writes
+each frame to every member's socket as it fans out, without awaiting: a send that the
+socket takes at once (uvicorn's, while its transport is not paused) completes in place, so
+per member and event the work is the id splice and one socket write.
 
 Not cohorted (Strawberry's own per-operation path): anything but a subscription, a document
 that does not parse (Strawberry closes the socket with the parser's reason), and a
 subscription that resumes from a cursor (``after``: its replay is its own).
 
-Back-pressure is per member: each has a bounded backlog of frames (``queue_size``); a member
-whose backlog is full is dropped alone with ``SLOW_CONSUMER`` while the others carry on. A
-cohort whose execution itself falls behind the bus is dropped by the hub as one subscriber
-(every member gets ``SLOW_CONSUMER``): the server sheds whole cohorts, never a member for
-another's backlog.
+Back-pressure is per member: only a write that has to wait (the client reads slower than
+frames come) gets a task, with a backlog of at most ``queue_size`` frames behind it; a
+member whose backlog is full is dropped alone with ``SLOW_CONSUMER`` while the others carry
+on. A cohort whose execution itself falls behind the bus is dropped by the hub as one
+subscriber (every member gets ``SLOW_CONSUMER``): the server sheds whole cohorts, never a
+member for another's backlog.
 """
 
 from __future__ import annotations
