@@ -350,3 +350,16 @@ async def test_no_schema_hints_when_introspection_is_off(
         body = await gql(quiet, document, token=make_token())
         assert body["errors"] and "Did you mean" not in json.dumps(body), body
         assert error_codes(body) == ["GRAPHQL_VALIDATION_FAILED"] * len(body["errors"])
+
+
+async def test_an_empty_subscription_document_is_a_bad_request(
+    server: LiveServer, make_token: TokenFactory
+) -> None:
+    """An empty document over WebSocket was answered "Unexpected error." (a masked 500)."""
+    async with ws_connect(server.ws_url) as ws:
+        assert (await init(ws, make_token()))["type"] == "connection_ack"
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": {"query": ""}}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert message["type"] == "error", message
+    codes = [e["extensions"]["code"] for e in message["payload"]]
+    assert codes == ["BAD_REQUEST"], message  # as over HTTP

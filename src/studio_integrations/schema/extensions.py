@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from graphql import GraphQLError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -52,7 +53,9 @@ class ShapeErrors(MaskErrors):
     @staticmethod
     def _is_unexpected(error: GraphQLError) -> bool:
         original = error.original_error
-        return original is not None and not isinstance(original, StudioError | GraphQLError)
+        return original is not None and not isinstance(
+            original, StudioError | GraphQLError | MissingQueryError
+        )
 
     def _trace_id(self) -> str | None:
         context = getattr(self.execution_context, "context", None)
@@ -124,7 +127,12 @@ def _without_hint(error: GraphQLError) -> GraphQLError:
 def _with_code(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     extensions: dict[str, Any] = dict(error.extensions or {})
-    if isinstance(original, StudioError):
+    if isinstance(original, MissingQueryError):
+        # An empty document (a WebSocket subscribe with `"query": ""`): the client's error,
+        # answered as HTTP answers it (400 BAD_REQUEST), not as a masked unexpected one.
+        error.message = "the request has no GraphQL document (`query` is empty)"
+        extensions["code"] = "BAD_REQUEST"
+    elif isinstance(original, StudioError):
         extensions["code"] = original.code
         field = getattr(original, "field", None)
         if field:
