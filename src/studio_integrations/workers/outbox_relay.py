@@ -129,6 +129,12 @@ class OutboxRelay:
         published: list[_Claimed] = []
         failure: Exception | None = None
         for item in claimed:
+            # Checked again before each publish, not only before the claim: the bus can drop
+            # while the claim waits on the database, and a publish on a fresh connection
+            # before this process's subscriptions are back would reach none of them.
+            if not self._bus.connected:
+                failure = BusUnavailable("event bus is not connected")
+                break
             try:
                 await self._bus.publish(item.envelope.tenant_id, item.envelope.to_bus_json())
             except Exception as exc:
