@@ -115,7 +115,7 @@ def _serve(kind: str, directory: str) -> None:
             return JSONResponse({})
 
         async def live(_request: Request) -> JSONResponse:
-            return JSONResponse({"live": app.state.services.bus.local_subscribers(TENANT)})
+            return JSONResponse({"live": app.state.services.live_subscribers(TENANT)})
 
         app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
 

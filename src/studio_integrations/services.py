@@ -150,6 +150,15 @@ class Services:
             rate_limiter=rate_limiter,
         )
 
+    def live_subscribers(self, tenant_id: str) -> int:
+        """This process's live subscriptions to one tenant's events (metrics, tests)."""
+        return self.hub.subscribers(tenant_id) if self.hub is not None else 0
+
+    def feed_subscribers(self, tenant_id: str) -> int:
+        """This process's live ``webhookDeliveryUpdated`` subscriptions of one tenant."""
+        hub = self.hub
+        return hub.subscribers(tenant_id, bus=self.webhook_feed.bus) if hub is not None else 0
+
     async def start(self) -> None:
         """Connect, then start the workers ``settings.workers`` names (all by default)."""
         workers = self.settings.workers

@@ -80,10 +80,10 @@ async def test_socket_is_closed_when_its_token_expires(
         await _closed_with(ws, 4401, within=6)
     # The subscription died with the socket: nothing is left subscribed on the bus.
     for _ in range(100):
-        if server.services.bus.local_subscribers("acme") == 0:
+        if server.services.live_subscribers("acme") == 0:
             break
         await asyncio.sleep(0.02)
-    assert server.services.bus.local_subscribers("acme") == 0
+    assert server.services.live_subscribers("acme") == 0
 
 
 async def test_legacy_graphql_ws_protocol_is_not_served(server: LiveServer) -> None:

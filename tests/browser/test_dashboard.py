@@ -54,8 +54,8 @@ async def test_dashboard_shows_a_health_change_and_a_failure_live(
     await page.wait_for_selector('#live[data-state="live"]', timeout=PAGE_MS)
     assert await page.locator("#failures li[data-failure-id]").count() == 0
     # Both live operations (health, failures) are subscribed before anything happens.
-    bus = server.services.bus
-    await until(lambda: bus.local_subscribers("acme") == 2, "the dashboard's subscriptions")
+    live = server.services.live_subscribers
+    await until(lambda: live("acme") == 2, "the dashboard's subscriptions")
     await tab.screenshot("dashboard-healthy")
 
     # The provider starts failing; the prober's next probe fails: DEGRADED and a failure.
@@ -144,7 +144,7 @@ async def test_dashboard_resumes_its_streams_after_a_dropped_socket(
     services = server.services
     await page.goto(f"{server.url}/dashboard#token={make_token()}")
     await page.wait_for_selector('#live[data-state="live"]', timeout=PAGE_MS)
-    await until(lambda: services.bus.local_subscribers("acme") == 2, "both subscriptions")
+    await until(lambda: services.live_subscribers("acme") == 2, "both subscriptions")
 
     async def fail(message: str) -> None:
         async with services.db.transaction(TenantScope.of("acme")) as session:

@@ -77,9 +77,8 @@ async def test_graphiql_runs_a_subscription_over_graphql_transport_ws(
     )
     await page.click(".graphiql-execute-button")
     services = server.services
-    bus = services.bus
     # The subscription is in place once the hub has its subscriber: then an event must show.
-    await until(lambda: bus.local_subscribers("acme") == 1, "the IDE's subscription")
+    await until(lambda: services.live_subscribers("acme") == 1, "the IDE's subscription")
     subject_id = "prov_01JD8BR0WSERSUBSCR1PT10N0"
     await emit(services, "acme", subject_id=subject_id)
     body = await wait_for_response(page, re.escape(subject_id))

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from studio_integrations.app import create_app
 from studio_integrations.core.context import ActionContext
-from studio_integrations.events.bus import EventBus
+from studio_integrations.events.bus import BusUnavailable, EventBus
 from studio_integrations.events.envelope import EventEnvelope, EventType
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, emit_event
 from studio_integrations.persistence.db import Database, TenantScope
@@ -138,7 +138,7 @@ async def test_redis_outage_delays_events_and_loses_none(
                 live.ws_url,
                 make_token(),
                 "subscription { auditEvents { id } }",
-                bus=services.bus,
+                live=services.live_subscribers,
                 tenant_id="acme",
             ) as sub:
                 redis.stop()
@@ -204,3 +204,38 @@ async def _until_true(predicate: Any) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("timed out")
+
+
+class _DroppingBus:
+    """A bus that is connected when the relay starts a batch and gone by the time it would
+    publish it (Redis restarting while the claim waited on the database)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.published: list[str] = []
+
+    @property
+    def connected(self) -> bool:
+        self.checks += 1
+        return self.checks == 1
+
+    async def publish(self, tenant_id: str, message: str) -> None:
+        self.published.append(message)
+
+
+@pytest.mark.workers
+async def test_the_relay_does_not_publish_once_the_bus_has_dropped(services: Services) -> None:
+    """Seen under load: the bus dropped while the claim waited on SQLite's lock; the relay
+    published on a fresh connection before this process's subscriptions were back, and the
+    event reached none of them. It now checks before each publish and keeps the row."""
+    sent = await emit(services, "acme")
+    bus = _DroppingBus()
+    relay = OutboxRelay(services.db, bus)  # type: ignore[arg-type]
+    with pytest.raises(BusUnavailable):
+        await relay.relay_once()
+    assert bus.published == []
+    async with services.db.session(TenantScope.system_scope()) as session:
+        row = (
+            await session.execute(select(OutboxMessage).where(OutboxMessage.event_id == sent.id))
+        ).scalar_one()
+    assert row.published_at is None and row.lease_until is None and row.attempts == 1

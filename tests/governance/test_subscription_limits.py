@@ -36,7 +36,7 @@ async def next_message(ws: ClientConnection) -> dict[str, Any]:
 
 
 def subscribers(services: Services, tenant: str) -> Callable[[], int]:
-    return lambda: services.bus.local_subscribers(tenant)
+    return lambda: services.live_subscribers(tenant)
 
 
 async def events_reach(

@@ -68,7 +68,7 @@ async def test_slow_consumer_is_dropped_and_fast_one_keeps_receiving(
         await send(slow_ws, {"id": "slow", "type": "subscribe", "payload": {"query": SLOW}})
         await _wait_for(lambda: hub.subscribers("acme") == 1, "the slow subscriber")
         async with subscribe(
-            server.ws_url, token, FAST, bus=services.bus, tenant_id="acme"
+            server.ws_url, token, FAST, live=services.live_subscribers, tenant_id="acme"
         ) as fast:
             sent = 0
             high_water = 0

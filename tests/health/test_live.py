@@ -69,7 +69,7 @@ async def _until(sub: Subscription, field: str, done: Any, limit: int = 10) -> l
 async def test_failing_provider_reaches_its_tenants_subscribers_only(
     server: LiveServer, http: httpx.AsyncClient, world: World, make_token: TokenFactory
 ) -> None:
-    bus = server.services.bus
+    live = server.services.live_subscribers
     connection_id = await establish(http, world)
     acme = world.token
     globex = make_token(tenant="globex")
@@ -79,7 +79,7 @@ async def test_failing_provider_reaches_its_tenants_subscribers_only(
             acme,
             HEALTH_CHANGED,
             {"connectionId": connection_id},
-            bus=bus,
+            live=live,
             tenant_id="acme",
         ) as health,
         subscribe(
@@ -87,7 +87,7 @@ async def test_failing_provider_reaches_its_tenants_subscribers_only(
             acme,
             FAILURES,
             {"connectionId": connection_id},
-            bus=bus,
+            live=live,
             tenant_id="acme",
         ) as failures,
         subscribe(
@@ -95,7 +95,7 @@ async def test_failing_provider_reaches_its_tenants_subscribers_only(
             acme,
             FAILURES,
             {"category": "AUTHENTICATION"},
-            bus=bus,
+            live=live,
             tenant_id="acme",
         ) as other_category,
         subscribe(
@@ -103,11 +103,11 @@ async def test_failing_provider_reaches_its_tenants_subscribers_only(
             acme,
             HEALTH_CHANGED,
             {"providerId": "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"},
-            bus=bus,
+            live=live,
             tenant_id="acme",
         ) as other_provider,
-        subscribe(server.ws_url, globex, HEALTH_CHANGED, bus=bus, tenant_id="globex") as g1,
-        subscribe(server.ws_url, globex, FAILURES, bus=bus, tenant_id="globex") as g2,
+        subscribe(server.ws_url, globex, HEALTH_CHANGED, live=live, tenant_id="globex") as g1,
+        subscribe(server.ws_url, globex, FAILURES, live=live, tenant_id="globex") as g2,
     ):
         world.fake.on(VERIFY_PATH, Reply(500, json={"error": "down"}))
 

@@ -217,7 +217,7 @@ async def test_two_processes_share_probes_and_one_survives_the_others_death(
         server.ws_url,
         world.token,
         HEALTH_CHANGED,
-        bus=server.services.bus,
+        live=server.services.live_subscribers,
         tenant_id="acme",
     ) as subscriber:
         world.fake.on(VERIFY_PATH, Reply(500))

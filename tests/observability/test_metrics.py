@@ -82,7 +82,7 @@ async def test_metrics_move_under_a_small_load(
         server.ws_url,
         token,
         'subscription { auditEvents(types: ["ProviderRegistered"]) { type } }',
-        bus=server.services.bus,
+        live=server.services.live_subscribers,
         tenant_id="acme",
     ) as live:
         registered = await gql(http, REGISTER_PROVIDER, {"input": provider_input()}, token=token)

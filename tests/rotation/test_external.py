@@ -46,8 +46,8 @@ async def test_bad_version_fails_and_keeps_old_good_version_is_promoted_and_used
         "currentVersion"
     ]
 
-    bus = server.services.bus
-    async with subscribe(server.ws_url, token, SUBSCRIPTION, bus=bus, tenant_id="acme") as live:
+    live = server.services.live_subscribers
+    async with subscribe(server.ws_url, token, SUBSCRIPTION, live=live, tenant_id="acme") as live:
         # --- a new version the provider refuses ----------------------------------------
         bad = await vault.set_secret("fake-hr-key", BAD_KEY, tags={"studio-tenant": "acme"})
         before = await counts(db)

@@ -21,13 +21,13 @@ subscription ($types: [String!]) {
 async def test_events_reach_their_tenant_and_never_another(
     server: LiveServer, make_token: TokenFactory
 ) -> None:
-    bus = server.services.bus
+    live = server.services.live_subscribers
     async with (
         subscribe(
-            server.ws_url, make_token(tenant="acme"), SUBSCRIPTION, bus=bus, tenant_id="acme"
+            server.ws_url, make_token(tenant="acme"), SUBSCRIPTION, live=live, tenant_id="acme"
         ) as acme,
         subscribe(
-            server.ws_url, make_token(tenant="globex"), SUBSCRIPTION, bus=bus, tenant_id="globex"
+            server.ws_url, make_token(tenant="globex"), SUBSCRIPTION, live=live, tenant_id="globex"
         ) as globex,
     ):
         sent = await emit(server.services, "acme")
@@ -51,7 +51,7 @@ async def test_type_filter(server: LiveServer, make_token: TokenFactory) -> None
         make_token(),
         SUBSCRIPTION,
         variables,
-        bus=server.services.bus,
+        live=server.services.live_subscribers,
         tenant_id="acme",
     ) as sub:
         await emit(server.services, "acme", type=EventType.PROVIDER_REGISTERED)

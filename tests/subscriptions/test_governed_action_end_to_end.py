@@ -42,12 +42,12 @@ def _provider_input(key: str) -> dict[str, object]:
 async def test_a_mutations_event_is_live_for_its_tenant_only_and_audited_with_its_trace(
     server: LiveServer, http: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:
-    bus = server.services.bus
+    live = server.services.live_subscribers
     alice = make_token(tenant="acme", subject="alice", name="Alice")
     async with (
-        subscribe(server.ws_url, alice, SUBSCRIPTION, bus=bus, tenant_id="acme") as acme,
+        subscribe(server.ws_url, alice, SUBSCRIPTION, live=live, tenant_id="acme") as acme,
         subscribe(
-            server.ws_url, make_token(tenant="globex"), SUBSCRIPTION, bus=bus, tenant_id="globex"
+            server.ws_url, make_token(tenant="globex"), SUBSCRIPTION, live=live, tenant_id="globex"
         ) as globex,
     ):
         body = await gql(

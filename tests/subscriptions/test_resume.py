@@ -41,7 +41,7 @@ async def _subscribe(server: LiveServer, ws: ClientConnection, token: str, after
 
 async def _live(server: LiveServer, count: int, tenant: str = "acme") -> None:
     for _ in range(1000):
-        if server.services.bus.local_subscribers(tenant) >= count:
+        if server.services.live_subscribers(tenant) >= count:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the subscription never went live")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gql import Client, gql
 from gql.transport.websockets import WebsocketsTransport
-
-from studio_integrations.events.bus import EventBus
 
 
 class Subscription:
@@ -39,7 +37,7 @@ async def subscribe(
     document: str,
     variables: dict[str, Any] | None = None,
     *,
-    bus: EventBus | None = None,
+    live: Callable[[str], int] | None = None,
     tenant_id: str | None = None,
 ) -> AsyncIterator[Subscription]:
     """Subscribe in the background; when ``bus`` is given, wait until the server's bus
@@ -50,7 +48,7 @@ async def subscribe(
         subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
     )
     sub = Subscription()
-    before = bus.local_subscribers(tenant_id) if bus and tenant_id else 0
+    before = live(tenant_id) if live and tenant_id else 0
 
     async def pump() -> None:
         try:
@@ -64,9 +62,9 @@ async def subscribe(
 
     task = asyncio.create_task(pump())
     try:
-        if bus is not None and tenant_id is not None:
+        if live is not None and tenant_id is not None:
             for _ in range(500):
-                if bus.local_subscribers(tenant_id) > before or task.done():
+                if live(tenant_id) > before or task.done():
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)  # the bus SUBSCRIBE reaches Redis before we publish

@@ -140,7 +140,7 @@ async def test_the_subscription_pushes_each_status_change(
     services = server.services
     receiver.answer(Reply(500), Reply(200))
     sub = await subscribe_and_emit(server.services, http, token, receiver.url)
-    feed_bus = services.webhook_feed.bus
+    feed_live = services.feed_subscribers
     clock = Clock()
     async with (
         subscribe(
@@ -148,7 +148,7 @@ async def test_the_subscription_pushes_each_status_change(
             token,
             UPDATED,
             {"direction": "OUTBOUND", "subscriptionId": sub["id"]},
-            bus=feed_bus,
+            live=feed_live,
             tenant_id="acme",
         ) as mine,
         subscribe(
@@ -156,11 +156,11 @@ async def test_the_subscription_pushes_each_status_change(
             token,
             UPDATED,
             {"direction": "INBOUND"},
-            bus=feed_bus,
+            live=feed_live,
             tenant_id="acme",
         ) as inbound_only,
         subscribe(
-            server.ws_url, make_token(tenant="globex"), UPDATED, bus=feed_bus, tenant_id="globex"
+            server.ws_url, make_token(tenant="globex"), UPDATED, live=feed_live, tenant_id="globex"
         ) as globex,
     ):
         dispatcher = hand_dispatcher(services, clock, retry_schedule=(5,))

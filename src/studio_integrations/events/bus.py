@@ -233,7 +233,6 @@ class EventBus:
         self._broadcast = Broadcast(backend=backend)
         # Set by the per-process fan-out hub, which holds the subscribers (one bus
         # subscription per tenant channel fans out to all of them).
-        self.local_counter: Callable[[str], int] | None = None
 
     async def connect(self) -> None:
         await self._broadcast.connect()
@@ -273,13 +272,6 @@ class EventBus:
         The relay holds events back meanwhile: publishing while this process's own
         subscribers are not yet re-subscribed would lose the events for them."""
         return self._redis is None or self._redis.connected.is_set()
-
-    def local_subscribers(self, tenant_id: str) -> int:
-        """Subscribers in this process for one tenant's channel (metrics and tests): the
-        fan-out hub's (``subscriptions.hub``) when one counts them, else broadcaster's."""
-        if self.local_counter is not None:
-            return self.local_counter(tenant_id)
-        return len(self._broadcast._subscribers.get(self.channel(tenant_id), ()))
 
     async def ping(self) -> None:
         if self._redis is not None:

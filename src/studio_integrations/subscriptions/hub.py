@@ -127,7 +127,6 @@ class FanoutHub:
         self.delivered = 0
         # Cohorts by key (``subscriptions.cohorts``); their members' backlogs count too.
         self.cohorts: dict[Hashable, Cohort] = {}
-        bus.local_counter = self.subscribers
 
     # -- subscribing --------------------------------------------------------------------------
 
@@ -138,8 +137,6 @@ class FanoutHub:
         """A subscriber of one tenant's events (of the main bus, or of another one such as the
         webhook delivery feed's); the channel is open when this yields."""
         bus = bus or self._bus
-        if bus.local_counter is None:
-            bus.local_counter = lambda tenant: self.subscribers(tenant, bus=bus)
         members = COHORT_MEMBERS.get()
         subscriber = HubSubscriber(tenant_id, self.queue_size, bus, members=members)
         channel = await self._join(subscriber)
