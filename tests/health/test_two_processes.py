@@ -49,7 +49,7 @@ async def test_a_subscriber_on_one_server_sees_what_the_other_probes(
             world.token,
             HEALTH_CHANGED,
             {"connectionId": connection_id},
-            bus=a.services.bus,
+            live=a.services.live_subscribers,
             tenant_id="acme",
         ) as on_a:
             world.fake.on(VERIFY_PATH, Reply(500))
