@@ -239,3 +239,45 @@ async def test_the_relay_does_not_publish_once_the_bus_has_dropped(services: Ser
             await session.execute(select(OutboxMessage).where(OutboxMessage.event_id == sent.id))
         ).scalar_one()
     assert row.published_at is None and row.lease_until is None and row.attempts == 1
+
+
+class _SlowBus:
+    """A connected bus whose publish waits until the test lets it through."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+        self.published: list[str] = []
+
+    def on_reconnect(self, listener: Any) -> None:
+        pass
+
+    async def publish(self, tenant_id: str, message: str) -> None:
+        self.entered.set()
+        await self.go.wait()
+        self.published.append(message)
+
+
+@pytest.mark.workers
+async def test_stopping_the_relay_lets_the_batch_in_hand_finish(services: Services) -> None:
+    """A stop used to cancel the relay mid-batch (on SQLite, inside a statement waiting on the
+    write lock, which left a connection its clean-up could not use, and a task that never
+    finished). Now it stops after the batch: published and recorded."""
+    sent = await emit(services, "acme")
+    bus = _SlowBus()
+    relay = OutboxRelay(services.db, bus, poll_seconds=3600)  # type: ignore[arg-type]
+    relay.start()
+    await asyncio.wait_for(bus.entered.wait(), 30)  # a hang guard, not a measure
+    stopping = asyncio.create_task(relay.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()  # waits for the batch instead of cancelling it
+    bus.go.set()
+    await asyncio.wait_for(stopping, 30)
+    assert len(bus.published) == 1
+    async with services.db.session(TenantScope.system_scope()) as session:
+        row = (
+            await session.execute(select(OutboxMessage).where(OutboxMessage.event_id == sent.id))
+        ).scalar_one()
+    assert row.published_at is not None

@@ -80,6 +80,7 @@ class OutboxRelay:
         self._sinks = list(sinks)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.published = 0
 
     def wake(self) -> None:
@@ -90,14 +91,21 @@ class OutboxRelay:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop after the batch in hand: the loop is woken and leaves at its next turn. Not
+        cancelled mid-batch: a cancellation inside an SQLite statement (waiting on the write
+        lock) made SQLAlchemy close the connection while the clean-up still needed it, and the
+        task never finished (a test's event loop could not close). ``Services.stop`` cancels
+        it only if it has not stopped by the shutdown deadline."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
     async def run(self) -> None:
         backoff = self._poll_seconds
-        while True:
+        while not self._stopping:
             try:
                 count = await self.relay_once()
             except asyncio.CancelledError:
