@@ -80,7 +80,13 @@ async def test_an_idle_subscriber_costs_no_task_and_no_queue(
         queues = _alive(asyncio.Queue)
         async with idle_subscribers(server, token, per_socket) as sockets:
             assert len(server.services.hub.cohorts) == 1  # type: ignore[union-attr]
-            per_task = (len(asyncio.all_tasks()) - tasks) / SOCKETS
+            # The handshakes' short-lived tasks end on their own; on a loaded machine some
+            # take longer than the settling pause, so the count may take a moment to settle.
+            for _ in range(500):
+                per_task = (len(asyncio.all_tasks()) - tasks) / SOCKETS
+                if per_task <= 1:
+                    break
+                await asyncio.sleep(0.01)
             per_queue = (_alive(asyncio.Queue) - queues) / SOCKETS
             assert per_task <= 1, f"{per_task:.2f} tasks per idle socket"
             assert per_queue <= 1, f"{per_queue:.2f} queues per idle socket"
