@@ -79,3 +79,34 @@ async def test_subscribe_returns_once_redis_confirmed_it() -> None:
             await asyncio.wait_for(subscribing, 10)
         finally:
             await backend.disconnect()
+
+
+async def test_subscribing_again_while_an_unsubscribe_is_unanswered_keeps_the_channel() -> None:
+    """The last subscriber of a tenant leaves and a new one comes before Redis has answered
+    the UNSUBSCRIBE: redis-py still lists the channel as subscribed until that answer, so
+    without care the new SUBSCRIBE was never sent and the answer then removed the channel
+    (test_per_tenant_cap[postgres] missed its event in CI)."""
+    if not port_open(REDIS_URL, 6379):
+        unavailable("Redis")
+    channel = "studio-test.bus.resubscribe"
+    async with HoldingProxy(REDIS_URL).running() as proxy:
+        backend = ResilientRedisBackend(proxy.url)
+        await backend.connect()
+        publisher = ResilientRedisBackend(REDIS_URL)
+        await publisher.connect()
+        try:
+            await asyncio.wait_for(backend.connected.wait(), 10)
+            await asyncio.wait_for(publisher.connected.wait(), 10)
+            await backend.subscribe(channel)
+            proxy.hold()
+            await backend.unsubscribe(channel)
+            subscribing = asyncio.create_task(backend.subscribe(channel))
+            await asyncio.sleep(0.2)  # both commands sent; their answers are held
+            proxy.release()
+            await asyncio.wait_for(subscribing, 10)
+            await publisher.publish(channel, "after")
+            event = await asyncio.wait_for(backend.next_published(), 10)
+            assert (event.channel, event.message) == (channel, "after")
+        finally:
+            await backend.disconnect()
+            await publisher.disconnect()

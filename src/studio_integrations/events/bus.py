@@ -93,7 +93,7 @@ class ResilientRedisBackend(BroadcastBackend):
             return
         confirmed = self._confirming.get(channel)
         if confirmed is None:
-            if channel in {_text(c) for c in self._pubsub.channels}:
+            if channel in self._subscribed():
                 return  # subscribed and confirmed before
             confirmed = asyncio.get_running_loop().create_future()
             self._confirming[channel] = confirmed
@@ -108,6 +108,15 @@ class ResilientRedisBackend(BroadcastBackend):
             with contextlib.suppress(*_REDIS_ERRORS):
                 await self._pubsub.unsubscribe(channel)
 
+    def _subscribed(self) -> set[str]:
+        """Channels the connection is subscribed to and not leaving. redis-py keeps a channel
+        in ``channels`` until Redis answers its UNSUBSCRIBE, and that answer then drops it: a
+        channel wanted again meanwhile must be subscribed again (the new SUBSCRIBE takes it
+        out of ``pending_unsubscribe_channels``, and Redis serves the two in order)."""
+        assert self._pubsub is not None
+        leaving = {_text(c) for c in self._pubsub.pending_unsubscribe_channels}
+        return {_text(c) for c in self._pubsub.channels} - leaving
+
     async def _sync_channels(self) -> None:
         """Subscribe the connection to every wanted channel it is not subscribed to yet.
 
@@ -115,7 +124,7 @@ class ResilientRedisBackend(BroadcastBackend):
         the reader was connecting is never left out."""
         if self._pubsub is None:
             return
-        missing = self._channels - {_text(c) for c in self._pubsub.channels}
+        missing = self._channels - self._subscribed()
         if missing:
             await self._pubsub.subscribe(*missing)
 
