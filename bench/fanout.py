@@ -40,7 +40,26 @@ CLIENT_PROCESSES = 2
 # --- servers (run as ``python -m bench.fanout serve studio|raw DIR``) ----------------------
 
 
+class _GcPauses:
+    """Full (generation 2) collections and their pauses, read through ``/live``: at 10,000
+    subscribers one full collection walks every socket's objects."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append(time.perf_counter() - self._started)
+
+
 def _serve(kind: str, directory: str) -> None:
+    import gc
+
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -48,6 +67,8 @@ def _serve(kind: str, directory: str) -> None:
     from starlette.routing import Route, WebSocketRoute
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     if kind == "raw":
         sockets: set[WebSocket] = set()
 
@@ -68,7 +89,7 @@ def _serve(kind: str, directory: str) -> None:
             return JSONResponse({})
 
         async def live(_request: Request) -> JSONResponse:
-            return JSONResponse({"live": len(sockets)})
+            return JSONResponse({"live": len(sockets), "gc": pauses.pauses})
 
         app = Starlette(
             routes=[
@@ -115,7 +136,8 @@ def _serve(kind: str, directory: str) -> None:
             return JSONResponse({})
 
         async def live(_request: Request) -> JSONResponse:
-            return JSONResponse({"live": app.state.services.live_subscribers(TENANT)})
+            live = app.state.services.live_subscribers(TENANT)
+            return JSONResponse({"live": live, "gc": pauses.pauses})
 
         app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
 
@@ -143,7 +165,23 @@ def _serve(kind: str, directory: str) -> None:
 
     import uvloop
 
-    uvloop.run(run())
+    profile_path = os.environ.get("BENCH_PROFILE")  # cProfile of this server, on exit
+    if not profile_path:
+        uvloop.run(run())
+        return
+    import cProfile
+    import signal
+
+    # uvicorn raises the SIGTERM again once it has shut down: end with SystemExit instead,
+    # so the profile is written.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        uvloop.run(run())
+    finally:
+        profile.disable()
+        profile.dump_stats(f"{profile_path}.{kind}")
 
 
 # --- clients (run as ``python -m bench.fanout client URL COUNT TOKEN``) --------------------
@@ -348,6 +386,7 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(1)
                 idle_after = _rss_kib(server.proc.pid)
+                gc_before = (await http.get("/live")).json()["gc"]
                 latencies: list[float] = []
                 rss: list[tuple[float, int]] = []
                 start = time.monotonic()
@@ -367,6 +406,7 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
                     if soak_minutes:
                         rss.append((time.monotonic() - start, _rss_kib(server.proc.pid)))
                         await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - sent)))
+                gc_after = (await http.get("/live")).json()["gc"]
         finally:
             for client in clients:
                 client.stop()
@@ -380,6 +420,7 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
         "per_subscriber_kib": (idle_after - idle_before) / subscribers,
         "rss": rss,
         "events": n,
+        "gc_pauses": gc_after[len(gc_before) :],  # full collections while events flowed
     }
 
 
@@ -411,6 +452,12 @@ async def run(subscribers: int, events: int, soak_minutes: float) -> None:
         f"raw {raw['per_subscriber_kib']:8.1f} KiB "
         f"({studio['per_subscriber_kib'] / max(raw['per_subscriber_kib'], 0.1):.2f}x raw)"
     )
+    for name, result in (("studio", studio), ("raw", raw)):
+        pauses = result["gc_pauses"]
+        print(
+            f"  full GCs in events {name:6} {len(pauses):4d}, longest "
+            f"{max(pauses, default=0) * 1e3:6.1f} ms"
+        )
     if soak_minutes:
         slope, growth = _slope_mb_per_min(studio["rss"])
         print(
