@@ -57,6 +57,13 @@ class _GcPauses:
             self.pauses.append(time.perf_counter() - self._started)
 
 
+def _tracked(request: Any) -> dict[str, int]:
+    """Objects the cyclic collector tracks (``/live?objects=1``): what a full collection walks."""
+    import gc
+
+    return {"objects": len(gc.get_objects())} if request.query_params.get("objects") else {}
+
+
 def _serve(kind: str, directory: str) -> None:
     import gc
 
@@ -88,8 +95,8 @@ def _serve(kind: str, directory: str) -> None:
             await asyncio.gather(*(ws.send_text(frame) for ws in list(sockets)))
             return JSONResponse({})
 
-        async def live(_request: Request) -> JSONResponse:
-            return JSONResponse({"live": len(sockets), "gc": pauses.pauses})
+        async def live(request: Request) -> JSONResponse:
+            return JSONResponse({"live": len(sockets), "gc": pauses.pauses, **_tracked(request)})
 
         app = Starlette(
             routes=[
@@ -135,9 +142,9 @@ def _serve(kind: str, directory: str) -> None:
             await app.state.services.bus.publish(TENANT, envelope.to_bus_json())
             return JSONResponse({})
 
-        async def live(_request: Request) -> JSONResponse:
+        async def live(request: Request) -> JSONResponse:
             live = app.state.services.live_subscribers(TENANT)
-            return JSONResponse({"live": live, "gc": pauses.pauses})
+            return JSONResponse({"live": live, "gc": pauses.pauses, **_tracked(request)})
 
         app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
 
@@ -371,7 +378,7 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
             base = f"http://127.0.0.1:{hello['port']}"
             ws_url = f"ws://127.0.0.1:{hello['port']}/graphql"
             async with httpx.AsyncClient(base_url=base, timeout=120) as http:
-                await http.get("/live")
+                objects_before = (await http.get("/live?objects=1")).json()["objects"]
                 await asyncio.sleep(1)
                 idle_before = _rss_kib(server.proc.pid)
                 share = subscribers // CLIENT_PROCESSES
@@ -386,6 +393,7 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
                     await asyncio.sleep(0.2)
                 await asyncio.sleep(1)
                 idle_after = _rss_kib(server.proc.pid)
+                objects_after = (await http.get("/live?objects=1")).json()["objects"]
                 gc_before = (await http.get("/live")).json()["gc"]
                 latencies: list[float] = []
                 rss: list[tuple[float, int]] = []
@@ -418,6 +426,7 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
         "median": statistics.median(latencies),
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "per_subscriber_kib": (idle_after - idle_before) / subscribers,
+        "per_subscriber_objects": (objects_after - objects_before) / subscribers,
         "rss": rss,
         "events": n,
         "gc_pauses": gc_after[len(gc_before) :],  # full collections while events flowed
@@ -451,6 +460,10 @@ async def run(subscribers: int, events: int, soak_minutes: float) -> None:
         f"  RSS per idle sub   studio {studio['per_subscriber_kib']:8.1f} KiB "
         f"raw {raw['per_subscriber_kib']:8.1f} KiB "
         f"({studio['per_subscriber_kib'] / max(raw['per_subscriber_kib'], 0.1):.2f}x raw)"
+    )
+    print(
+        f"  GC-tracked objects studio {studio['per_subscriber_objects']:8.1f} /sub    "
+        f"raw {raw['per_subscriber_objects']:8.1f} /sub"
     )
     for name, result in (("studio", studio), ("raw", raw)):
         pauses = result["gc_pauses"]
