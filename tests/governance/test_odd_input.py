@@ -20,7 +20,9 @@ import jwt
 import pytest
 import websockets
 from standardwebhooks.webhooks import Webhook
+from websockets.exceptions import ConnectionClosed
 
+from studio_integrations.schema.extensions import MAX_TOKENS
 from studio_integrations.settings import Settings
 from tests.conftest import TEST_SIGNING_KEY, TokenFactory
 from tests.governance.conftest import ServerFactory, client
@@ -363,3 +365,38 @@ async def test_an_empty_subscription_document_is_a_bad_request(
     assert message["type"] == "error", message
     codes = [e["extensions"]["code"] for e in message["payload"]]
     assert codes == ["BAD_REQUEST"], message  # as over HTTP
+
+
+@pytest.mark.parametrize("document", ["   ", "\n\t ", "# only a comment", "subscription {"])
+async def test_a_subscription_document_with_a_syntax_error_closes_with_4400(
+    server: LiveServer, make_token: TokenFactory, document: str
+) -> None:
+    """Strawberry's answer to a Subscribe it cannot parse, as graphql-ws does: close 4400
+    with the syntax error. Strawberry let the parser extension's error escape the stream
+    instead, and the socket got a bare ``complete`` with the error logged as unexpected."""
+    async with ws_connect(server.ws_url) as ws:
+        assert (await init(ws, make_token()))["type"] == "connection_ack"
+        payload = {"query": document}
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
+        with pytest.raises(ConnectionClosed):
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert message["type"] != "complete", message
+    assert ws.close_code == 4400
+    assert ws.close_reason.startswith("Syntax Error:"), ws.close_reason
+
+
+async def test_a_subscription_document_over_the_token_limit_gets_its_error(
+    server: LiveServer, make_token: TokenFactory
+) -> None:
+    """The parse error escaped Strawberry's stream: the socket got a bare ``complete`` and
+    the error went to the log as an unexpected one."""
+    document = "subscription { auditEvents { id " + "type " * MAX_TOKENS + "} }"
+    async with ws_connect(server.ws_url) as ws:
+        assert (await init(ws, make_token()))["type"] == "connection_ack"
+        payload = {"query": document}
+        await ws.send(json.dumps({"type": "subscribe", "id": "1", "payload": payload}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert message["type"] == "error", message
+    (error,) = message["payload"]
+    assert "tokens" in error["message"] and error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"

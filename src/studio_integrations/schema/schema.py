@@ -5,11 +5,14 @@ root field sits beside its resolver and its guard."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
+from strawberry.types.execution import PreExecutionError
 
 from studio_integrations.resolvers.audit import AuditQuery
 from studio_integrations.resolvers.connections import ConnectionsMutation, ConnectionsQuery
@@ -72,6 +75,30 @@ class StudioSchema(strawberry.Schema):
         logged once, with their traceback and trace id, by ``ShapeErrors``."""
         for error in errors:
             log.debug("graphql error: %s", error.message)
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        """As Strawberry's, except that a document that does not parse (syntax, token limit)
+        is answered with its error: Strawberry lets the parser extension's error escape
+        the stream, and the WebSocket handler then logged it and sent a bare ``complete``
+        (a subscribe of ``"subscription {"`` or of a blank document got no error at all)."""
+        return _parse_errors_answered(await super().stream(*args, **kwargs))
+
+
+async def _parse_errors_answered(source: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    try:
+        first = await anext(source)
+    except StopAsyncIteration:
+        return
+    except GraphQLError as error:  # coded by ShapeErrors on its way out of the operation
+        await source.aclose()
+        yield PreExecutionError(data=None, errors=[error])
+        return
+    try:
+        yield first
+        async for result in source:
+            yield result
+    finally:
+        await source.aclose()
 
 
 class FastEventScopedExecutor(EventScopedExecutor, StudioExecutionContext):
