@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection
 from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.governance.conftest import ServerFactory
-from tests.support.events import emit
+from tests.support.events import emit, plumbing_state
 from tests.support.ws import init, receive, send, ws_connect
 
 AUDIT = {"query": "subscription { auditEvents { id tenantId } }"}
@@ -45,7 +45,13 @@ async def events_reach(
     sent = await emit(services, tenant)
     got: dict[str, str] = {}
     while set(got) != ids:
-        message = await next_message(ws)
+        try:
+            message = await next_message(ws)
+        except TimeoutError:
+            state = await plumbing_state(services, tenant)
+            raise AssertionError(
+                f"event {sent.id} did not reach {ids - set(got)}: {state}"
+            ) from None
         assert message["type"] == "next", message
         assert message["id"] in ids, message
         got[message["id"]] = message["payload"]["data"]["auditEvents"]["id"]

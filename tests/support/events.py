@@ -26,3 +26,32 @@ async def emit(
         return emit_event(
             session, ctx, type=type, subject_type="Provider", subject_id=subject_id, data={"n": 1}
         )
+
+
+async def plumbing_state(services: Services, tenant_id: str) -> dict[str, object]:
+    """Where an event that did not arrive may be: for a test's failure message."""
+    from sqlalchemy import func, select
+
+    from studio_integrations.persistence.models import OutboxMessage
+
+    async with services.db.session(TenantScope.system_scope()) as session:
+        unpublished = select(func.count()).where(OutboxMessage.published_at.is_(None))
+        pending = int((await session.execute(unpublished)).scalar_one())
+    bus = services.bus
+    redis = getattr(bus, "_redis", None)
+    pubsub = getattr(redis, "_pubsub", None)
+    relay_task = getattr(services.relay, "_task", None)
+    return {
+        "outbox_unpublished": pending,
+        "relay_published": services.relay.published,
+        "relay_running": relay_task is not None and not relay_task.done(),
+        "bus_connected": bus.connected,
+        "bus_wanted": sorted(getattr(redis, "_channels", ())),
+        "redis_subscribed": sorted(str(c) for c in getattr(pubsub, "channels", {})),
+        "redis_leaving": sorted(
+            str(c) for c in getattr(pubsub, "pending_unsubscribe_channels", ())
+        ),
+        "hub_subscribers": services.live_subscribers(tenant_id),
+        "hub_delivered": services.hub.delivered,
+        "cohorts": services.hub.cohort_count(),
+    }
