@@ -115,9 +115,40 @@ def _serve(kind: str, directory: str) -> None:
             return JSONResponse({})
 
         async def live(_request: Request) -> JSONResponse:
-            return JSONResponse({"live": app.state.services.live_subscribers(TENANT)})
+            services = app.state.services
+            dropped = services.hub.dropped if services.hub is not None else 0
+            return JSONResponse({"live": services.live_subscribers(TENANT), "dropped": dropped})
 
-        app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
+        async def pump(request: Request) -> JSONResponse:
+            """Publish ``rate`` events a second for ``seconds`` from inside the server (no
+            request per event), each carrying its number and its publish time (monotonic,
+            one clock for every process of the machine)."""
+            spec = await request.json()
+            rate, total = float(spec["rate"]), round(spec["rate"] * spec["seconds"])
+            start = time.monotonic()
+            for i in range(total):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                envelope = EventEnvelope(
+                    id=new_id("AuditEvent"),
+                    type="ProviderRegistered",
+                    tenant_id=TENANT,
+                    occurred_at=utcnow(),
+                    actor=SYSTEM_ACTOR,
+                    trace_id="0" * 32,
+                    subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
+                    data={"n": i + 1, "t": time.monotonic()},
+                )
+                await app.state.services.bus.publish(TENANT, envelope.to_bus_json())
+            end = time.monotonic()
+            return JSONResponse({"emitted": total, "seconds": end - start, "end": end})
+
+        app.router.routes += [
+            Route("/publish", publish, methods=["POST"]),
+            Route("/pump", pump, methods=["POST"]),
+            Route("/live", live),
+        ]
 
     from studio_integrations.app import WEBSOCKET_SERVER_OPTIONS
 
@@ -300,10 +331,10 @@ def _rss_kib(pid: int) -> int:
 
 
 class _Proc:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, module: str = "bench.fanout") -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", "."])}
         self.proc = subprocess.Popen(  # noqa: S603  (this interpreter, our own module)
-            [sys.executable, "-m", "bench.fanout", *args],
+            [sys.executable, "-m", module, *args],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -424,6 +455,10 @@ def main(argv: list[str]) -> None:
         _serve(argv[1], argv[2])
     elif argv and argv[0] == "client":
         _client(argv[1], int(argv[2]), argv[3])
+    elif {"--slow-consumer", "--redis-kill"} & set(argv):
+        from bench import fanout_faults
+
+        fanout_faults.main(argv)
     else:
         parser = argparse.ArgumentParser()
         parser.add_argument("--subscribers", type=int, default=1000)
