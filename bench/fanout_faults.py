@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from bench.fanout import TENANT, _Fleet, _Proc, _Socket
+from bench.fanout import REGISTER_PROVIDER, TENANT, _Fleet, _Proc, _Socket, provider_input
 
 MODULE = "bench.fanout_faults"
 
@@ -314,30 +314,12 @@ def _cpu_seconds(pid: int) -> float:
 
 # --- Redis killed under two replicas -------------------------------------------------------
 
-REGISTER_PROVIDER = """
-mutation ($input: RegisterProviderInput!) {
-  registerProvider(input: $input) { provider { id } userErrors { code message } }
-}
-"""
-
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _provider(key: str) -> dict[str, Any]:
-    return {
-        "key": key,
-        "name": "Bench",
-        "category": "HR",
-        "capabilities": ["employees.read"],
-        "authModes": ["API_KEY"],
-        "baseUrl": "https://hr.example.com/api",
-        "verification": {"method": "GET", "path": "/me", "expectStatus": 200},
-    }
 
 
 class _Redis:
@@ -498,7 +480,7 @@ async def redis_kill(
                             f"{replica.base}/graphql",
                             json={
                                 "query": REGISTER_PROVIDER,
-                                "variables": {"input": _provider(f"bench-{n}")},
+                                "variables": {"input": provider_input(f"bench-{n}")},
                             },
                             headers=headers,
                         )
