@@ -504,6 +504,7 @@ async def redis_kill(
                 redis.start()
                 up = await asyncio.wait_for(redis.answering(), 30)
                 total = warmup + outage_events
+                first = await _all_reached(watchers, warmup + 1)
                 reached = await _all_reached(watchers, total)
                 await asyncio.sleep(2)
                 after = [await _latest(w, "counts", after=time.monotonic()) for w in watchers]
@@ -537,6 +538,7 @@ async def redis_kill(
         f"live emit -> everyone before the outage: median {live * 1e3:.0f} ms "
         f"(recovery = {recovery / live:.1f}x)"
     )
+    print(f"  Redis answering -> the first outage event at every subscriber: {first - up:.2f} s")
     print(
         f"  after: every subscriber has {min(counts)}..{max(counts)} of {total} events, "
         f"duplicates {duplicates}, error frames "
