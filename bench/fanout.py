@@ -10,8 +10,13 @@ both servers):
   socket it holds: the physical limit.
 
 Reported: until-all latency per event (median, p99; an event's time is from the publish
-request to the last client's receipt), server RSS per idle subscriber, and in soak mode the
-server's RSS over time while events flow (slope and growth over the last half).
+request to the last client's receipt), server RSS per idle subscriber. ``--soak MIN`` then
+runs governed mutations (``registerProvider`` over ``/graphql``, so each event takes the
+whole path: audit row and outbox, relay, bus, hub, cohort, sockets) for MIN minutes, ~10 a
+second, each waited for at every subscriber, and reports the server's RSS growth over the
+last half (MIN/2 minutes: the issue's "last 5 minutes" of a 10-minute soak) and its slope.
+
+``--slow-consumer`` and ``--redis-kill`` are ``bench.fanout_faults``.
 """
 
 from __future__ import annotations
@@ -33,8 +38,26 @@ from typing import Any, cast
 import httpx
 
 TENANT = "acme"
+REGISTER_PROVIDER = """
+mutation ($input: RegisterProviderInput!) {
+  registerProvider(input: $input) { provider { id } userErrors { code message } }
+}
+"""
 DOCUMENT = "subscription { auditEvents { id type data } }"
 CLIENT_PROCESSES = 2
+
+
+def provider_input(key: str) -> dict[str, Any]:
+    """A valid registerProvider input (its key must be new in the tenant)."""
+    return {
+        "key": key,
+        "name": "Bench",
+        "category": "HR",
+        "capabilities": ["employees.read"],
+        "authModes": ["API_KEY"],
+        "baseUrl": "https://hr.example.com/api",
+        "verification": {"method": "GET", "path": "/me", "expectStatus": 200},
+    }
 
 
 # --- servers (run as ``python -m bench.fanout serve studio|raw DIR``) ----------------------
@@ -124,6 +147,9 @@ def _serve(kind: str, directory: str) -> None:
             state_dir=Path(directory),
             max_subscriptions_per_tenant=100_000,
             ws_keep_alive_seconds=3600,
+            # The soak's mutations come from one token at ~10/s: no per-minute budgets.
+            tenant_mutations_per_minute=0,
+            token_mutations_per_minute=0,
         )
         app = create_app(settings)
         token = mint_dev_token(settings, tenant=TENANT, subject="bench", scopes=ALL_SCOPES)
@@ -143,10 +169,42 @@ def _serve(kind: str, directory: str) -> None:
             return JSONResponse({})
 
         async def live(request: Request) -> JSONResponse:
-            live = app.state.services.live_subscribers(TENANT)
-            return JSONResponse({"live": live, "gc": pauses.pauses, **_tracked(request)})
+            services = app.state.services
+            dropped = services.hub.dropped if services.hub is not None else 0
+            live = services.live_subscribers(TENANT)
+            extra = {"gc": pauses.pauses, **_tracked(request)}
+            return JSONResponse({"live": live, "dropped": dropped, **extra})
 
-        app.router.routes += [Route("/publish", publish, methods=["POST"]), Route("/live", live)]
+        async def pump(request: Request) -> JSONResponse:
+            """Publish ``rate`` events a second for ``seconds`` from inside the server (no
+            request per event), each carrying its number and its publish time (monotonic,
+            one clock for every process of the machine)."""
+            spec = await request.json()
+            rate, total = float(spec["rate"]), round(spec["rate"] * spec["seconds"])
+            start = time.monotonic()
+            for i in range(total):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                envelope = EventEnvelope(
+                    id=new_id("AuditEvent"),
+                    type="ProviderRegistered",
+                    tenant_id=TENANT,
+                    occurred_at=utcnow(),
+                    actor=SYSTEM_ACTOR,
+                    trace_id="0" * 32,
+                    subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
+                    data={"n": i + 1, "t": time.monotonic()},
+                )
+                await app.state.services.bus.publish(TENANT, envelope.to_bus_json())
+            end = time.monotonic()
+            return JSONResponse({"emitted": total, "seconds": end - start, "end": end})
+
+        app.router.routes += [
+            Route("/publish", publish, methods=["POST"]),
+            Route("/pump", pump, methods=["POST"]),
+            Route("/live", live),
+        ]
 
     from studio_integrations.app import WEBSOCKET_SERVER_OPTIONS
 
@@ -345,10 +403,10 @@ def _rss_kib(pid: int) -> int:
 
 
 class _Proc:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, module: str = "bench.fanout") -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(["src", "."])}
         self.proc = subprocess.Popen(  # noqa: S603  (this interpreter, our own module)
-            [sys.executable, "-m", "bench.fanout", *args],
+            [sys.executable, "-m", module, *args],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -395,14 +453,9 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
                 idle_after = _rss_kib(server.proc.pid)
                 objects_after = (await http.get("/live?objects=1")).json()["objects"]
                 gc_before = (await http.get("/live")).json()["gc"]
-                latencies: list[float] = []
-                rss: list[tuple[float, int]] = []
-                start = time.monotonic()
-                n = 0
-                while n < events or time.monotonic() - start < soak_minutes * 60:
-                    n += 1
-                    sent = time.monotonic()
-                    await http.post("/publish", json={"n": n})
+
+                async def arrival(n: int) -> float:
+                    """When the last client process had event ``n`` on every socket."""
                     arrived = []
                     for client in clients:
                         while True:
@@ -410,11 +463,39 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
                             if line.get("events", 0) >= n:
                                 arrived.append(line["at"])
                                 break
-                    latencies.append(max(arrived) - sent)
-                    if soak_minutes:
-                        rss.append((time.monotonic() - start, _rss_kib(server.proc.pid)))
-                        await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - sent)))
+                    return max(arrived)
+
+                latencies: list[float] = []
+                for n in range(1, events + 1):
+                    sent = time.monotonic()
+                    await http.post("/publish", json={"n": n})
+                    latencies.append(await arrival(n) - sent)
                 gc_after = (await http.get("/live")).json()["gc"]
+                # Soak: governed mutations (registerProvider over /graphql: audit row, outbox,
+                # relay, bus, hub, cohort, sockets), ~10 a second, each waited for at every
+                # subscriber; the server's RSS after each.
+                rss: list[tuple[float, int]] = []
+                start = time.monotonic()
+                n = events
+                headers = {"Authorization": f"Bearer {hello['token']}"}
+                while soak_minutes and time.monotonic() - start < soak_minutes * 60:
+                    n += 1
+                    sent = time.monotonic()
+                    body = (
+                        await http.post(
+                            "/graphql",
+                            json={
+                                "query": REGISTER_PROVIDER,
+                                "variables": {"input": provider_input(f"soak-{n}")},
+                            },
+                            headers=headers,
+                        )
+                    ).json()
+                    if "errors" in body or body["data"]["registerProvider"]["userErrors"]:
+                        raise RuntimeError(f"soak mutation {n} failed: {body}")
+                    await arrival(n)
+                    rss.append((time.monotonic() - start, _rss_kib(server.proc.pid)))
+                    await asyncio.sleep(max(0.0, 0.1 - (time.monotonic() - sent)))
         finally:
             for client in clients:
                 client.stop()
@@ -427,24 +508,36 @@ async def _measure(kind: str, subscribers: int, events: int, soak_minutes: float
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "per_subscriber_kib": (idle_after - idle_before) / subscribers,
         "per_subscriber_objects": (objects_after - objects_before) / subscribers,
-        "rss": rss,
-        "events": n,
         "gc_pauses": gc_after[len(gc_before) :],  # full collections while events flowed
+        "rss": rss,
+        "events": events,
+        "mutations": n - events,
     }
 
 
-def _slope_mb_per_min(rss: list[tuple[float, int]]) -> tuple[float, float]:
-    """RSS slope (MB/min) and growth (MB) over the last half of the samples."""
-    half = rss[len(rss) // 2 :]
-    if len(half) < 2:
-        return 0.0, 0.0
-    xs = [t / 60 for t, _ in half]
-    ys = [kib / 1024 for _, kib in half]
+def _window(rss: list[tuple[float, int]], minutes: float) -> dict[str, float]:
+    """RSS (MB) over the last ``minutes`` of the soak: at its start and end, the growth
+    between them, and the least-squares slope (MB/min) of every sample in it."""
+    end = rss[-1][0]
+    window = [(t, kib) for t, kib in rss if t >= end - minutes * 60]
+    xs = [t / 60 for t, _ in window]
+    ys = [kib / 1024 for _, kib in window]
     mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mean_x) ** 2 for x in xs
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = (
+        sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+        if spread
+        else 0.0
     )
-    return slope, ys[-1] - ys[0]
+    return {
+        "first": rss[0][1] / 1024,
+        "start": ys[0],
+        "end": ys[-1],
+        "growth": ys[-1] - ys[0],
+        "peak": max(ys),
+        "slope": slope,
+        "minutes": xs[-1] - xs[0],
+    }
 
 
 async def run(subscribers: int, events: int, soak_minutes: float) -> None:
@@ -471,11 +564,18 @@ async def run(subscribers: int, events: int, soak_minutes: float) -> None:
             f"  full GCs in events {name:6} {len(pauses):4d}, longest "
             f"{max(pauses, default=0) * 1e3:6.1f} ms"
         )
-    if soak_minutes:
-        slope, growth = _slope_mb_per_min(studio["rss"])
+    if soak_minutes and studio["rss"]:
+        half = _window(studio["rss"], soak_minutes / 2)
         print(
-            f"  soak {soak_minutes:g} min: RSS over the last half {growth:+.1f} MB "
-            f"({slope:+.2f} MB/min)"
+            f"  soak: {studio['mutations']} registerProvider mutations in {soak_minutes:g} min "
+            f"({studio['mutations'] / (soak_minutes * 60):.1f}/s), each at all {subscribers} "
+            f"subscribers; server RSS {half['first']:.1f} MB after the first"
+        )
+        print(
+            f"  RSS growth over the last {half['minutes']:.1f} min: {half['growth']:+.1f} MB "
+            f"({half['start']:.1f} -> {half['end']:.1f} MB, peak {half['peak']:.1f}; slope "
+            f"{half['slope']:+.2f} MB/min) ({'PASS' if half['growth'] <= 10 else 'FAIL'}: "
+            "<= 10 MB)"
         )
 
 
@@ -484,6 +584,10 @@ def main(argv: list[str]) -> None:
         _serve(argv[1], argv[2])
     elif argv and argv[0] == "client":
         _client(argv[1], int(argv[2]), argv[3])
+    elif {"--slow-consumer", "--redis-kill"} & set(argv):
+        from bench import fanout_faults
+
+        fanout_faults.main(argv)
     else:
         parser = argparse.ArgumentParser()
         parser.add_argument("--subscribers", type=int, default=1000)

@@ -69,6 +69,7 @@ from studio_integrations.seed.sandbox import sandbox_routes
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.cohorts import CohortTransportWSHandler
+from studio_integrations.subscriptions.transport import BoundedWebSocketProtocol
 from studio_integrations.telemetry.asgi import RequestTelemetry
 from studio_integrations.telemetry.tracing import configure_tracing
 from studio_integrations.web import graphiql_page, web_routes
@@ -80,7 +81,7 @@ from studio_integrations.web import graphiql_page, web_routes
 # cost) and every fan-out frame would be compressed once per socket instead of once per
 # cohort; graphql-transport-ws frames are a few hundred bytes, so compression saves little.
 WEBSOCKET_SERVER_OPTIONS: dict[str, Any] = {
-    "ws": "websockets-sansio",
+    "ws": BoundedWebSocketProtocol,  # websockets-sansio, bounded kernel send buffer
     "ws_max_size": 1024 * 1024,
     "ws_per_message_deflate": False,
 }
