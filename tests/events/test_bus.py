@@ -110,3 +110,27 @@ async def test_subscribing_again_while_an_unsubscribe_is_unanswered_keeps_the_ch
         finally:
             await backend.disconnect()
             await publisher.disconnect()
+
+
+async def test_other_processes_readiness_tokens_are_not_events() -> None:
+    """Every process confirms its subscriptions by a token on the shared heartbeat channel;
+    the other processes' tokens reached the broadcaster as published events (and this
+    module's test that reads the published queue failed on one in a parallel run)."""
+    if not port_open(REDIS_URL, 6379):
+        unavailable("Redis")
+    channel = "studio-test.bus.after-heartbeat"
+    backend = ResilientRedisBackend(REDIS_URL)
+    publisher = ResilientRedisBackend(REDIS_URL)
+    await backend.connect()
+    await publisher.connect()
+    try:
+        await asyncio.wait_for(backend.connected.wait(), 10)
+        await asyncio.wait_for(publisher.connected.wait(), 10)
+        await backend.subscribe(channel)
+        await publisher.publish("studio.bus.heartbeat", "ready-of-another-process")
+        await publisher.publish(channel, "event")
+        event = await asyncio.wait_for(backend.next_published(), 10)
+        assert (event.channel, event.message) == (channel, "event")
+    finally:
+        await backend.disconnect()
+        await publisher.disconnect()

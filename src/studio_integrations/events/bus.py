@@ -211,8 +211,11 @@ class ResilientRedisBackend(BroadcastBackend):
                 backoff = 0.05
                 while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
-                    if message is not None and not self._confirm(message):
-                        self._queue.put_nowait(Event(message["channel"], message["data"]))
+                    if message is None or self._confirm(message):
+                        continue
+                    if _text(message["channel"]) == _HEARTBEAT:
+                        continue  # another process's readiness token: not an event
+                    self._queue.put_nowait(Event(message["channel"], message["data"]))
             except asyncio.CancelledError:
                 raise
             except _REDIS_ERRORS as exc:
