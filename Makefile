@@ -34,7 +34,7 @@ run: $(STAMP)
 # PYTEST_WORKERS=0 runs them in one process.
 PYTEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
