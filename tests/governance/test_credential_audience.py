@@ -254,9 +254,8 @@ async def test_existing_credentials_migrate_to_the_providers_they_are_bound_to(
     await asyncio.to_thread(upgrade, backend.database_url)
     engine = create_async_engine(backend.database_url, poolclass=NullPool)
     async with engine.connect() as conn:
-        rows = dict(
-            (await conn.execute(text("SELECT id, audience FROM credentials"))).tuples().all()
-        )
+        result = await conn.execute(text("SELECT id, audience FROM credentials"))
+        rows = {key: value for key, value in result}
     await engine.dispose()
     audiences = {k: v if isinstance(v, list) else json.loads(v) for k, v in rows.items()}
     assert audiences == {world.credential_id: [world.provider_id], unbound: []}

@@ -138,7 +138,7 @@ class HealthStateRepository(TenantRepository[ConnectionHealth]):
             stmt = stmt.where(ConnectionHealth.status == status)
         if connection_id is not None:
             stmt = stmt.where(ConnectionHealth.connection_id == connection_id)
-        return [(h, c) for h, c in (await self.session.execute(stmt)).tuples()]
+        return [(h, c) for h, c in await self.session.execute(stmt)]
 
 
 @dataclass(frozen=True, slots=True)
