@@ -173,6 +173,12 @@ class Replica:
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"replica {self.name} did not become ready; see {self.log}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def terminate(self) -> float:
         """SIGTERM; seconds until the process exited."""
         assert self.proc is not None
@@ -434,17 +440,18 @@ def _provider(i: int) -> dict[str, Any]:
 
 async def lag(args: argparse.Namespace) -> None:
     print(
-        f"event -> delivery lag: 1 replica, registerProvider over HTTP at {args.rate:g}/s "
-        f"for {args.seconds:g} s, 1 subscription"
+        f"event -> delivery lag: {args.replicas} replica(s), registerProvider over HTTP at "
+        f"{args.rate:g}/s for {args.seconds:g} s, 1 subscription"
     )
     async with environment(args.grace) as env:
         base = await receiver_rate(env.receiver_url, 2000, 32)
         poll = Settings().outbox_poll_seconds
         print(f"  receiver alone: {base:7.0f} req/s (1.00x); relay poll interval {poll:g} s")
-        server = Replica("A", env)
+        servers = [Replica(name, env) for name in "AB"[: args.replicas]]
+        server = servers[0]
         db = Database(env.db_url)
         try:
-            await server.start()
+            await asyncio.gather(*(s.start() for s in servers))
             token = env.token()
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -454,6 +461,7 @@ async def lag(args: argparse.Namespace) -> None:
                         client, server.url, token, REGISTER_PROVIDER, {"input": _provider(i)}
                     )
                 since = time.time()
+                cpu0 = sum(s.cpu_seconds() for s in servers)
                 loop = asyncio.get_running_loop()
                 start = loop.time()
                 total = round(args.rate * args.seconds)
@@ -464,21 +472,33 @@ async def lag(args: argparse.Namespace) -> None:
                     nonlocal failed
                     t0 = time.perf_counter()
                     try:
+                        url = servers[i % len(servers)].url
                         await _graphql(
-                            client, server.url, token, REGISTER_PROVIDER, {"input": _provider(i)}
+                            client, url, token, REGISTER_PROVIDER, {"input": _provider(i)}
                         )
                         answered.append(time.perf_counter() - t0)
                     except Exception:
                         failed += 1
 
-                tasks = []
-                for i in range(total):
-                    delay = start + i / args.rate - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(one(100 + i)))
-                await asyncio.gather(*tasks)
+                if args.via == "emit":
+                    # Committed by this process, as by an API-only replica: no relay is woken
+                    # by the commit (only by its poll, or a wake from the bus).
+                    emitter = Emitter(db, args.rate)
+                    emitter.start()
+                    await asyncio.sleep(args.seconds)
+                    await emitter.stop()
+                    total = len(emitter.occurred)
+                    answered = [0.0]
+                else:
+                    tasks = []
+                    for i in range(total):
+                        delay = start + i / args.rate - loop.time()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        tasks.append(asyncio.create_task(one(100 + i)))
+                    await asyncio.gather(*tasks)
                 sent_for = loop.time() - start
+                cpu = sum(s.cpu_seconds() for s in servers) - cpu0
                 arrivals = Arrivals(env.receiver_url)
                 async with db.session(TenantScope.system_scope()) as session:
                     rows = []
@@ -495,7 +515,7 @@ async def lag(args: argparse.Namespace) -> None:
                             )
                         )
                         await arrivals.refresh(client)
-                        if len(rows) >= len(answered) and all(
+                        if len(rows) >= total - failed and all(
                             m in arrivals.by_id for m, _, _ in rows
                         ):
                             break
@@ -504,12 +524,13 @@ async def lag(args: argparse.Namespace) -> None:
             created = [_ts(c) - _ts(o) for _, c, o in rows]
             received = [arrivals.by_id[m][0] - _ts(o) for m, _, o in rows if m in arrivals.by_id]
         finally:
-            await server.kill()
+            await asyncio.gather(*(s.kill() for s in servers))
             await db.dispose()
     print(
         f"  {total} mutations in {sent_for:.1f} s ({total / sent_for:.0f}/s), {failed} failed; "
         f"answered p50 {statistics.median(answered) * 1e3:.0f} ms, "
-        f"p99 {_pct(answered, 0.99) * 1e3:.0f} ms"
+        f"p99 {_pct(answered, 0.99) * 1e3:.0f} ms; server CPU {cpu / total * 1e3:.1f} ms per "
+        f"event ({cpu / sent_for:.2f} cores over the run)"
     )
     for what, values in (("delivery created", created), ("received", received)):
         p50, p99 = _pct(values, 0.5), _pct(values, 0.99)
@@ -569,6 +590,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--lag", action="store_true")
     parser.add_argument("--feedback", action="store_true")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--replicas", type=int, choices=[1, 2], default=1)
+    parser.add_argument("--via", choices=["http", "emit"], default="http")
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--grace", type=float, default=10)
