@@ -443,9 +443,10 @@ async def lag(args: argparse.Namespace) -> None:
         f"event -> delivery lag: {args.replicas} replica(s), registerProvider over HTTP at "
         f"{args.rate:g}/s for {args.seconds:g} s, 1 subscription"
     )
-    async with environment(args.grace) as env:
+    extra = {"STUDIO_OUTBOX_POLL_SECONDS": f"{args.poll:g}"} if args.poll else {}
+    async with environment(args.grace, extra=extra) as env:
         base = await receiver_rate(env.receiver_url, 2000, 32)
-        poll = Settings().outbox_poll_seconds
+        poll = args.poll or Settings().outbox_poll_seconds
         print(f"  receiver alone: {base:7.0f} req/s (1.00x); relay poll interval {poll:g} s")
         servers = [Replica(name, env) for name in "AB"[: args.replicas]]
         server = servers[0]
@@ -592,6 +593,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--replicas", type=int, choices=[1, 2], default=1)
     parser.add_argument("--via", choices=["http", "emit"], default="http")
+    parser.add_argument("--poll", type=float, default=0, help="STUDIO_OUTBOX_POLL_SECONDS")
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--grace", type=float, default=10)
