@@ -550,7 +550,12 @@ async def feedback(args: argparse.Namespace) -> None:
         "failure loop: N subscriptions to IntegrationFailureRaised, endpoint answers 500, "
         "retrySchedule [1], one original failure; requests at the receiver"
     )
-    for subscribers in (2, 3):
+    cases = [(EventType.INTEGRATION_FAILURE_RAISED, n) for n in (2, 3)]
+    # Subscriptions to every type, the original event a ProviderRegistered: the final
+    # failures of its deliveries go to the other subscriptions (one generation), no further.
+    cases += [(EventType.PROVIDER_REGISTERED, n) for n in (2, 3)] if args.all_types else []
+    for original, subscribers in cases:
+        every = original is not EventType.INTEGRATION_FAILURE_RAISED
         async with environment(args.grace, "--status", "500") as env:
             server = Replica("A", env)
             db = Database(env.db_url)
@@ -563,10 +568,11 @@ async def feedback(args: argparse.Namespace) -> None:
                             server,
                             env.token(),
                             f"{env.receiver_url}/{i}",
-                            eventType="IntegrationFailureRaised",
+                            eventType="*" if every else "IntegrationFailureRaised",
                             retrySchedule=[1],
                         )
-                    emitter = Emitter(db, 1, EventType.INTEGRATION_FAILURE_RAISED)
+                    await asyncio.sleep(2)  # the subscriptions' own events: relayed first
+                    emitter = Emitter(db, 1, original)
                     await emitter.emit()
                     start = time.perf_counter()
                     arrivals = Arrivals(env.receiver_url)
@@ -580,7 +586,8 @@ async def feedback(args: argparse.Namespace) -> None:
                 await db.dispose()
         flat = counts[2] == counts[3]
         print(
-            f"  {subscribers} subscriptions: requests (webhook-ids) at 10/20/30/40 s: "
+            f"  {subscribers} subscriptions to {'*' if every else 'IntegrationFailureRaised'}, "
+            f"original {original.value}: requests (webhook-ids) at 10/20/30/40 s: "
             + ", ".join(f"{n} ({ids})" for n, ids in counts)
             + f"  -> {'flat after 30 s' if flat else 'STILL RISING'}"
         )
@@ -591,6 +598,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--lag", action="store_true")
     parser.add_argument("--feedback", action="store_true")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--all-types", action="store_true", help="--feedback: also '*' subs")
     parser.add_argument("--replicas", type=int, choices=[1, 2], default=1)
     parser.add_argument("--via", choices=["http", "emit"], default="http")
     parser.add_argument("--poll", type=float, default=0, help="STUDIO_OUTBOX_POLL_SECONDS")
