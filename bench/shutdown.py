@@ -145,7 +145,9 @@ class Replica:
         self.name = name
         self.environment = environment
         self.port = _free_port()
-        self.log = environment.state_dir / f"replica-{name}.log"
+        # BENCH_LOG_DIR keeps the replicas' logs after the run (else in the run's temp dir).
+        logs = Path(os.environ.get("BENCH_LOG_DIR") or environment.state_dir)
+        self.log = logs / f"replica-{name}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -468,15 +470,19 @@ async def lag(args: argparse.Namespace) -> None:
                 total = round(args.rate * args.seconds)
                 answered: list[float] = []
                 failed = 0
+                # At most this many requests in flight: queueing thousands inside httpx's pool
+                # made this client the bottleneck (its pool scans its queue on every change).
+                slots = asyncio.Semaphore(48)
 
                 async def one(i: int) -> None:
                     nonlocal failed
                     t0 = time.perf_counter()
                     try:
                         url = servers[i % len(servers)].url
-                        await _graphql(
-                            client, url, token, REGISTER_PROVIDER, {"input": _provider(i)}
-                        )
+                        async with slots:
+                            await _graphql(
+                                client, url, token, REGISTER_PROVIDER, {"input": _provider(i)}
+                            )
                         answered.append(time.perf_counter() - t0)
                     except Exception:
                         failed += 1

@@ -9,7 +9,8 @@ Redis must not hold row locks or a pooled connection):
    lock held until the claim commits (``pg_advisory_xact_lock`` on PostgreSQL; SQLite
    serialises writers), so sequence order is commit order: a resumable subscription that
    replays ``sequence > cursor`` can never miss an event committed later with a lower number.
-2. publish each claimed event (with its sequence) to its tenant's channel.
+2. publish the claimed events (with their sequences) to their tenants' channels, in one round
+   trip to the bus (``EventBus.publish_many``).
 3. record: one transaction marks the published rows (still unpublished: a replica whose lease
    ran out may have done it already) and runs the sinks for them, so a sink sees each event
    once; a refused publication counts an attempt and frees the lease for the next try.
@@ -138,19 +139,20 @@ class OutboxRelay:
         claimed = await self._claim()
         published: list[_Claimed] = []
         failure: Exception | None = None
-        for item in claimed:
-            # Checked again before each publish, not only before the claim: the bus can drop
-            # while the claim waits on the database, and a publish on a fresh connection
-            # before this process's subscriptions are back would reach none of them.
-            if not self._bus.connected:
-                failure = BusUnavailable("event bus is not connected")
-                break
+        # Checked again after the claim, not only before it: the bus can drop while the claim
+        # waits on the database, and a publish on a fresh connection before this process's
+        # subscriptions are back would reach none of them.
+        if claimed and not self._bus.connected:
+            failure = BusUnavailable("event bus is not connected")
+        elif claimed:
             try:
-                await self._bus.publish(item.envelope.tenant_id, item.envelope.to_bus_json())
+                # One round trip for the batch, in order (``EventBus.publish_many``).
+                await self._bus.publish_many(
+                    [(item.envelope.tenant_id, item.envelope.to_bus_json()) for item in claimed]
+                )
+                published = claimed
             except Exception as exc:
                 failure = exc
-                break
-            published.append(item)
         if claimed:
             await self._record(published, claimed[len(published) :], failure)
         self.published += len(published)
