@@ -14,15 +14,22 @@ for the run (and dropped after), a private redis-server, and a loopback receiver
     ``--hold-every``-th webhook-id after ``--hold`` s (longer than a stopping replica waits),
     so sends are in flight, finished or abandoned, when the signal lands.
 
-``python -m bench --shutdown --lag [--rate 100] [--seconds 30]``
-    Event -> delivery lag: one replica, ``registerProvider`` mutations over HTTP at ``--rate``
-    per second for ``--seconds``; p50/p99 of (delivery created_at - event occurred_at) and
-    (arrival at the receiver - event occurred_at). Limit: p99 <= 1 s.
+``python -m bench --shutdown --lag [--rate 100] [--seconds 30] [--replicas 1|2]
+[--via http|emit] [--poll S]``
+    Event -> delivery lag: ``registerProvider`` mutations over HTTP at ``--rate`` per second
+    for ``--seconds`` (at most 48 in flight), or with ``--via emit`` events committed by this
+    process (as by an API-only replica: no relay is woken by the commit, only by its poll,
+    ``--poll`` sets STUDIO_OUTBOX_POLL_SECONDS); p50/p99 of (delivery created_at - event
+    occurred_at) and (arrival at the receiver - event occurred_at), and the replicas' CPU
+    time per event. Limit: p99 <= 1 s.
 
-``python -m bench --shutdown --feedback``
+``python -m bench --shutdown --feedback [--all-types]``
     The failure loop, bounded: 2 (then 3) subscriptions to IntegrationFailureRaised whose
     endpoint answers 500, one original failure; requests at the receiver at 10/20/30/40 s
-    (must be flat after 30 s).
+    (must be flat after 30 s). ``--all-types``: also subscriptions to ``*`` and a
+    ProviderRegistered original.
+
+``BENCH_LOG_DIR=DIR`` keeps the replicas' logs.
 
 Baselines printed with each: the receiver's own rate (the dispatcher's HTTP client posting
 to it as fast as a dispatcher's pool allows), and the grace setting for times.
