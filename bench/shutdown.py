@@ -18,8 +18,9 @@ for the run (and dropped after), a private redis-server, and a loopback receiver
 [--via http|emit] [--poll S]``
     Event -> delivery lag: ``registerProvider`` mutations over HTTP at ``--rate`` per second
     for ``--seconds`` (at most 48 in flight), or with ``--via emit`` events committed by this
-    process (as by an API-only replica: no relay is woken by the commit, only by its poll,
-    ``--poll`` sets STUDIO_OUTBOX_POLL_SECONDS); p50/p99 of (delivery created_at - event
+    process, as by an API-only replica (``--wake``: each commit wakes the relays through the
+    bus, as such a replica does; without it only their poll finds the events, ``--poll`` sets
+    STUDIO_OUTBOX_POLL_SECONDS); p50/p99 of (delivery created_at - event
     occurred_at) and (arrival at the receiver - event occurred_at), and the replicas' CPU
     time per event. Limit: p99 <= 1 s.
 
@@ -63,6 +64,7 @@ from bench.dispatcher import _free_port, database, receiver, receiver_rate
 from studio_integrations.auth.scopes import ALL_SCOPES
 from studio_integrations.auth.tokens import mint_dev_token
 from studio_integrations.core.context import ActionContext
+from studio_integrations.events.bus import EventBus
 from studio_integrations.events.catalog import BY_TYPE
 from studio_integrations.events.envelope import EventType
 from studio_integrations.events.outbox import emit_event
@@ -267,8 +269,16 @@ class Emitter:
     """Events at a steady rate, emitted into the outbox as a governed action does (in its own
     transaction, from this process: the replicas' relays pick them up)."""
 
-    def __init__(self, db: Database, rate: float, type: EventType = EventType.PROVIDER_REGISTERED):
+    def __init__(
+        self,
+        db: Database,
+        rate: float,
+        type: EventType = EventType.PROVIDER_REGISTERED,
+        bus: EventBus | None = None,
+    ):
         self._db = db
+        # Given a bus, it wakes the relays after each commit, as an API-only replica does.
+        self._bus = bus
         self._rate = rate
         self._type = type
         self.occurred: dict[str, float] = {}
@@ -291,6 +301,8 @@ class Emitter:
                 data=data,
             )
         self.occurred[envelope.id] = _ts(envelope.occurred_at)
+        if self._bus is not None:
+            await self._bus.wake_relays()
         return envelope.id
 
     def start(self) -> None:
@@ -449,8 +461,14 @@ def _provider(i: int) -> dict[str, Any]:
 
 async def lag(args: argparse.Namespace) -> None:
     print(
-        f"event -> delivery lag: {args.replicas} replica(s), registerProvider over HTTP at "
-        f"{args.rate:g}/s for {args.seconds:g} s, 1 subscription"
+        f"event -> delivery lag: {args.replicas} replica(s), "
+        + (
+            "registerProvider over HTTP"
+            if args.via == "http"
+            else f"events committed by the bench ({'waking' if args.wake else 'not waking'} "
+            "the relays through the bus)"
+        )
+        + f" at {args.rate:g}/s for {args.seconds:g} s, 1 subscription"
     )
     extra = {"STUDIO_OUTBOX_POLL_SECONDS": f"{args.poll:g}"} if args.poll else {}
     async with environment(args.grace, extra=extra) as env:
@@ -497,10 +515,13 @@ async def lag(args: argparse.Namespace) -> None:
                 if args.via == "emit":
                     # Committed by this process, as by an API-only replica: no relay is woken
                     # by the commit (only by its poll, or a wake from the bus).
-                    emitter = Emitter(db, args.rate)
+                    bus = EventBus(env.redis_url, namespace=env.namespace)
+                    await bus.connect()
+                    emitter = Emitter(db, args.rate, bus=bus if args.wake else None)
                     emitter.start()
                     await asyncio.sleep(args.seconds)
                     await emitter.stop()
+                    await bus.disconnect()
                     total = len(emitter.occurred)
                     answered = [0.0]
                 else:
@@ -541,7 +562,7 @@ async def lag(args: argparse.Namespace) -> None:
             await asyncio.gather(*(s.kill() for s in servers))
             await db.dispose()
     print(
-        f"  {total} mutations in {sent_for:.1f} s ({total / sent_for:.0f}/s), {failed} failed; "
+        f"  {total} events in {sent_for:.1f} s ({total / sent_for:.0f}/s), {failed} failed; "
         f"answered p50 {statistics.median(answered) * 1e3:.0f} ms, "
         f"p99 {_pct(answered, 0.99) * 1e3:.0f} ms; server CPU {cpu / total * 1e3:.1f} ms per "
         f"event ({cpu / sent_for:.2f} cores over the run)"
@@ -615,6 +636,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--replicas", type=int, choices=[1, 2], default=1)
     parser.add_argument("--via", choices=["http", "emit"], default="http")
     parser.add_argument("--poll", type=float, default=0, help="STUDIO_OUTBOX_POLL_SECONDS")
+    parser.add_argument(
+        "--wake", action="store_true", help="--via emit: wake the relays through the bus"
+    )
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--grace", type=float, default=10)

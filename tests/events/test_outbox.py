@@ -22,7 +22,7 @@ from studio_integrations.persistence.models import AuditEvent, Credential, Outbo
 from studio_integrations.services import Services
 from studio_integrations.workers.outbox_relay import OutboxRelay
 from tests.conftest import TokenFactory, make_settings
-from tests.support.backends import Backend
+from tests.support.backends import REDIS_URL, Backend
 from tests.support.events import emit
 from tests.support.gqlws import subscribe
 from tests.support.live import serve
@@ -120,6 +120,31 @@ async def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(
         assert got.id == sent.id
     finally:
         await svc.stop()
+
+
+async def test_an_api_only_replica_wakes_the_relays_of_the_others(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A replica without a relay (STUDIO_WORKERS empty) used to leave its events to the other
+    replicas' polls (the relay of the committing process is the one a commit wakes): up to a
+    poll interval of lag on top of the relay's own (bench --shutdown --lag --via emit: p99
+    1.7 s at 100 events/s). Its commits now wake the relays everywhere, through the bus."""
+    shared = Backend(backend.name, backend.database_url, REDIS_URL)
+    settings = make_settings(shared, tmp_path, outbox_poll_seconds=3600)
+    api = Services.build(settings.model_copy(update={"workers": frozenset()}))
+    worker = Services.build(settings.model_copy(update={"workers": frozenset({"relay"})}))
+    await worker.start()
+    await api.start()
+    try:
+        await asyncio.sleep(0.3)  # the relay has made its first pass: asleep for an hour
+        async with worker.bus.subscribe("acme") as events:
+            await _until_true(lambda: worker.bus.connected)
+            sent = await emit(api, "acme")
+            got = await asyncio.wait_for(anext(events), 30)  # a hang guard, not a measure
+        assert got.id == sent.id
+    finally:
+        await api.stop()
+        await worker.stop()
 
 
 async def test_redis_outage_delays_events_and_loses_none(

@@ -285,6 +285,33 @@ class EventBus:
         for tenant_id, payload in items:
             await self.publish(tenant_id, payload)
 
+    @property
+    def wake_channel(self) -> str:
+        """Where a replica that does not relay says it committed events (``wake_relays``)."""
+        return f"{self.namespace}.outbox.wake"
+
+    async def wake_relays(self) -> None:
+        """Wake the outbox relays of every replica (one message on ``wake_channel``): sent
+        after a commit with events by a process whose own relay does not run (an API-only
+        replica), so its events wait for no relay's poll. Best effort: the poll remains."""
+        try:
+            await self._broadcast.publish(self.wake_channel, "1")
+        except Exception:
+            log.debug("outbox wake not published", exc_info=True)
+
+    @asynccontextmanager
+    async def wakes(self) -> AsyncIterator[AsyncIterator[None]]:
+        """The ``wake_relays`` calls of every replica, as they come."""
+        async with self._broadcast.subscribe(self.wake_channel) as subscriber:
+
+            async def each() -> AsyncIterator[None]:
+                async for event in subscriber:  # type: ignore[union-attr]
+                    if event is None:
+                        return
+                    yield None
+
+            yield each()
+
     @asynccontextmanager
     async def subscribe(self, tenant_id: str) -> AsyncIterator[AsyncIterator[EventEnvelope]]:
         async with self._broadcast.subscribe(self.channel(tenant_id)) as subscriber:

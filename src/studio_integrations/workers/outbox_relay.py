@@ -83,6 +83,7 @@ class OutboxRelay:
         self._sinks = list(sinks)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._stopping = False
         self.published = 0
 
@@ -92,6 +93,21 @@ class OutboxRelay:
     def start(self) -> None:
         self._bus.on_reconnect(self.wake)
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
+        self._listener = asyncio.create_task(self._listen(), name="outbox-relay-wakes")
+
+    async def _listen(self) -> None:
+        """Wake on other replicas' ``EventBus.wake_relays`` (their commits cannot call
+        ``wake``); the poll still covers a wake lost while the bus was down."""
+        while not self._stopping:
+            try:
+                async with self._bus.wakes() as wakes:
+                    async for _ in wakes:
+                        self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("outbox relay: wake listener restarting", exc_info=True)
+            await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         """Stop after the batch in hand: the loop is woken and leaves at its next turn. Not
@@ -103,6 +119,10 @@ class OutboxRelay:
             return
         self._stopping = True
         self._wakeup.set()
+        listener = self._listener
+        if listener is not None:
+            listener.cancel()  # it only waits on the bus's queue: safe to cancel
+            await asyncio.wait([listener], timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
