@@ -8,7 +8,9 @@
   relay poll interval it is woken before).
 
 ``--fanout`` runs ``bench.fanout`` instead (live fan-out vs a raw WebSocket broadcast,
-``--subscribers N``, ``--soak MINUTES``).
+``--subscribers N``, ``--soak MINUTES``); ``--dispatcher`` ``bench.dispatcher``;
+``--shutdown`` ``bench.shutdown`` (SIGTERM under load on two replicas, ``--lag``,
+``--feedback``).
 """
 
 from __future__ import annotations
@@ -109,6 +111,10 @@ if __name__ == "__main__":
         from bench import dispatcher
 
         dispatcher.main([a for a in sys.argv[1:] if a != "--dispatcher"])
+    elif "--shutdown" in sys.argv[1:]:
+        from bench import shutdown
+
+        shutdown.main([a for a in sys.argv[1:] if a != "--shutdown"])
     else:
         asyncio.run(main())
         asyncio.run(studio_query.main())

@@ -61,9 +61,12 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[str]:
+async def receiver(*options: str) -> AsyncIterator[str]:
+    """A ``bench.receiver`` process (``options``: its flags); yields its URL."""
     port = _free_port()
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.receiver", str(port))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.receiver", str(port), *options
+    )
     url = f"http://127.0.0.1:{port}/hooks"
     try:
         async with httpx.AsyncClient() as client:

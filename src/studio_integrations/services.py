@@ -95,6 +95,9 @@ class Services:
     # External health: the prober and the subscriptions' fan-out hub, made by ``start()``.
     health_prober: HealthProber | None = None
     hub: FanoutHub | None = None
+    # The wake an API-only replica sends the relays after its commits (``_wake_other_relays``).
+    _waking: bool = False
+    _wake_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -150,6 +153,21 @@ class Services:
             rate_limiter=rate_limiter,
         )
 
+    def _wake_other_relays(self) -> None:
+        """After a commit with events: one ``EventBus.wake_relays`` at a time; commits made
+        before it went out share it (those after it get another)."""
+        if self._waking:
+            return
+        self._waking = True
+
+        async def send() -> None:
+            self._waking = False
+            await self.bus.wake_relays()
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._wake_tasks.add(task)
+        task.add_done_callback(self._wake_tasks.discard)
+
     def live_subscribers(self, tenant_id: str) -> int:
         """This process's live subscriptions to one tenant's events (metrics, tests)."""
         return self.hub.subscribers(tenant_id) if self.hub is not None else 0
@@ -163,8 +181,11 @@ class Services:
         """Connect, then start the workers ``settings.workers`` names (all by default)."""
         workers = self.settings.workers
         await self.bus.connect()
-        wake_on_commit(self.db, self.relay.wake)
-        if "relay" in workers:
+        # A commit with events wakes this process's relay; with no relay here (an API-only
+        # replica), the other replicas' relays, through the bus.
+        relays = "relay" in workers
+        wake_on_commit(self.db, self.relay.wake if relays else self._wake_other_relays)
+        if relays:
             self.relay.start()
         self.rotation_scheduler = RotationScheduler(
             self.db,

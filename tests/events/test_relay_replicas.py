@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -23,10 +24,11 @@ class CountingBus(EventBus):
         super().__init__(url, namespace=namespace)
         self.seen = seen
 
-    async def publish(self, tenant_id: str, payload: str) -> None:
+    async def publish_many(self, items: Sequence[tuple[str, str]]) -> None:
         await asyncio.sleep(0)  # let the other replica run between publications
-        self.seen[payload] += 1
-        await super().publish(tenant_id, payload)
+        for _, payload in items:
+            self.seen[payload] += 1
+        await super().publish_many(items)
 
 
 async def test_replicas_share_the_outbox_without_duplicates(
@@ -79,9 +81,9 @@ class NoTransactionBus(EventBus):
         self.db = db
         self.held: list[int] = []
 
-    async def publish(self, tenant_id: str, payload: str) -> None:
+    async def publish_many(self, items: Sequence[tuple[str, str]]) -> None:
         self.held.append(self.db.engine.pool.checkedout())  # type: ignore[attr-defined]
-        await super().publish(tenant_id, payload)
+        await super().publish_many(items)
 
 
 async def test_the_relay_holds_no_transaction_while_it_publishes(
@@ -97,7 +99,7 @@ async def test_the_relay_holds_no_transaction_while_it_publishes(
             await emit(writer, "acme", subject_id=f"prov_{i}")
         relay = OutboxRelay(db, bus)
         assert await _drain(relay) == 5
-        assert bus.held == [0] * 5
+        assert bus.held == [0]  # one publication (the batch), no connection held over it
     finally:
         await bus.disconnect()
         await db.dispose()

@@ -660,49 +660,80 @@ async def attempts_for_deliveries(
 
 class WebhookFanout:
     """Turns each committed event into deliveries for the tenant's matching subscriptions,
-    in the relay's transaction (so a delivery exists iff its event was marked published)."""
+    in the relay's transaction (so a delivery exists iff its event was marked published).
+
+    A batch of events costs a fixed number of statements, whatever its size: the matching
+    subscriptions, the fan-outs already made (a relay whose lease ran out publishes rows
+    again) and the deliveries that raised failure events are each read with one statement,
+    and the new deliveries are written with one flush, in event order (ids are time-ordered,
+    so each subscription's deliveries keep the order of its events)."""
 
     def __init__(self, wake: Callable[[], None] | None = None) -> None:
         self._wake = wake
 
-    async def __call__(self, session: AsyncSession, envelope: EventEnvelope) -> None:
-        subscriptions = await SubscriptionRepository(session).matching(
-            envelope.tenant_id, envelope.type
+    async def __call__(self, session: AsyncSession, envelopes: Sequence[EventEnvelope]) -> None:
+        # A test send's audit record is not itself sent.
+        events = [e for e in envelopes if e.type != EventType.WEBHOOK_TEST_SENT]
+        if not events:
+            return
+        subscriptions = await SubscriptionRepository(session).matching_any(
+            {e.tenant_id for e in events}, {e.type for e in events}
         )
-        if not subscriptions or envelope.type == EventType.WEBHOOK_TEST_SENT:
-            return  # a test send's audit record is not itself sent
+        targets = [
+            (
+                e,
+                [
+                    s
+                    for s in subscriptions
+                    if s.tenant_id == e.tenant_id and s.event_type in (e.type, "*")
+                ],
+            )
+            for e in events
+        ]
+        targets = [(e, subs) for e, subs in targets if subs]
+        if not targets:
+            return
         repo = DeliveryRepository(session)
-        done = await repo.fanned_out(envelope.tenant_id, envelope.id)
+        done = await repo.fanned_out(
+            [e.id for e, _ in targets], {s.id for _, subs in targets for s in subs}
+        )
         # No feedback loops (README "Webhook failures never feed themselves"): a failure
         # that a webhook delivery caused is not sent to that delivery's subscription, and is
         # not sent to any webhook when that delivery itself carried a failure. So an event
         # leads to at most one generation of failure deliveries, whatever fails.
-        own = None
-        delivery_id = envelope.data.get("deliveryId")
-        if envelope.type == EventType.INTEGRATION_FAILURE_RAISED and isinstance(delivery_id, str):
-            source = await repo.get(delivery_id)
-            if source is not None and source.event_type == EventType.INTEGRATION_FAILURE_RAISED:
-                return
-            own = source.subscription_id if source is not None else None
-        payload = envelope.to_json()
+        causes = {
+            e.id: e.data["deliveryId"]
+            for e, _ in targets
+            if e.type == EventType.INTEGRATION_FAILURE_RAISED
+            and isinstance(e.data.get("deliveryId"), str)
+        }
+        sources = await repo.by_ids(set(causes.values())) if causes else {}
         now = utcnow()
         added = 0
-        for sub in subscriptions:
-            if sub.id in done or sub.id == own:
-                continue
-            session.add(
-                _outbound_delivery(
-                    tenant_id=envelope.tenant_id,
-                    subscription_id=sub.id,
-                    event_type=envelope.type,
-                    event_id=envelope.id,
-                    message_id=envelope.id,
-                    payload=payload,
-                    now=now,
-                    trace_id=envelope.trace_id,  # its sends join the event's trace
+        for envelope, subs in targets:
+            own = None
+            if envelope.id in causes:
+                source = sources.get(causes[envelope.id])
+                if source is not None and source.event_type == EventType.INTEGRATION_FAILURE_RAISED:
+                    continue
+                own = source.subscription_id if source is not None else None
+            payload = envelope.to_json()
+            for sub in subs:
+                if (envelope.id, sub.id) in done or sub.id == own:
+                    continue
+                session.add(
+                    _outbound_delivery(
+                        tenant_id=envelope.tenant_id,
+                        subscription_id=sub.id,
+                        event_type=envelope.type,
+                        event_id=envelope.id,
+                        message_id=envelope.id,
+                        payload=payload,
+                        now=now,
+                        trace_id=envelope.trace_id,  # its sends join the event's trace
+                    )
                 )
-            )
-            added += 1
+                added += 1
         if added:
             await session.flush()
             if self._wake is not None:

@@ -62,13 +62,16 @@ class SubscriptionRepository(TenantRepository[WebhookSubscription]):
             )
         return await self.page(stmt, page)
 
-    async def matching(self, tenant_id: str, event_type: str) -> list[WebhookSubscription]:
-        """Active subscriptions of ``tenant_id`` for ``event_type`` (or ``*``); explicit
-        about the tenant because the outbox relay's session is a system-scope one."""
+    async def matching_any(
+        self, tenant_ids: set[str], event_types: set[str]
+    ) -> list[WebhookSubscription]:
+        """Active subscriptions of any of ``tenant_ids`` for any of ``event_types`` (or
+        ``*``), by id, in one statement; explicit about the tenants because the outbox
+        relay's session is a system-scope one."""
         stmt = self.select().where(
-            WebhookSubscription.tenant_id == tenant_id,
+            WebhookSubscription.tenant_id.in_(tenant_ids),
             WebhookSubscription.active.is_(True),
-            WebhookSubscription.event_type.in_((event_type, "*")),
+            WebhookSubscription.event_type.in_({*event_types, "*"}),
         )
         return list((await self.session.execute(stmt.order_by(WebhookSubscription.id))).scalars())
 
@@ -136,14 +139,22 @@ class DeliveryRepository(TenantRepository[WebhookDelivery]):
         )
         return list((await self.session.execute(stmt)).scalars())
 
-    async def fanned_out(self, tenant_id: str, event_id: str) -> set[str]:
-        """Subscriptions that already have the (original) delivery of an event."""
-        stmt = select(WebhookDelivery.subscription_id).where(
-            WebhookDelivery.tenant_id == tenant_id,
-            WebhookDelivery.event_id == event_id,
+    async def fanned_out(
+        self, event_ids: Sequence[str], subscription_ids: set[str]
+    ) -> set[tuple[str, str]]:
+        """``(event id, subscription id)`` pairs among these that already have their
+        (original) delivery. One statement, on the fan-out's unique index (subscription,
+        event): not a scan of the tenant's delivery history."""
+        stmt = select(WebhookDelivery.event_id, WebhookDelivery.subscription_id).where(
+            WebhookDelivery.subscription_id.in_(subscription_ids),
+            WebhookDelivery.event_id.in_(event_ids),
             WebhookDelivery.replay_of_id.is_(None),
         )
-        return {s for s in (await self.session.execute(stmt)).scalars() if s is not None}
+        return {(e, s) for e, s in (await self.session.execute(stmt)).all() if e and s}
+
+    async def by_ids(self, ids: set[str]) -> dict[str, WebhookDelivery]:
+        stmt = self.select().where(WebhookDelivery.id.in_(ids))
+        return {d.id: d for d in (await self.session.execute(stmt)).scalars()}
 
 
 class AttemptRepository(TenantRepository[WebhookDeliveryAttempt]):

@@ -9,7 +9,8 @@ Redis must not hold row locks or a pooled connection):
    lock held until the claim commits (``pg_advisory_xact_lock`` on PostgreSQL; SQLite
    serialises writers), so sequence order is commit order: a resumable subscription that
    replays ``sequence > cursor`` can never miss an event committed later with a lower number.
-2. publish each claimed event (with its sequence) to its tenant's channel.
+2. publish the claimed events (with their sequences) to their tenants' channels, in one round
+   trip to the bus (``EventBus.publish_many``).
 3. record: one transaction marks the published rows (still unpublished: a replica whose lease
    ran out may have done it already) and runs the sinks for them, so a sink sees each event
    once; a refused publication counts an attempt and frees the lease for the next try.
@@ -50,9 +51,11 @@ SEQUENCE_LOCK = 0x5_7D10_0014
 
 class EventSink(Protocol):
     """Something else that must see every committed event, in the relay's transaction
-    (e.g. the webhook fan-out enqueueing deliveries for matching subscriptions)."""
+    (e.g. the webhook fan-out enqueueing deliveries for matching subscriptions). It is given
+    each published batch at once, in publishing order, so it can do its work for the batch
+    in a few statements instead of a few per event."""
 
-    async def __call__(self, session: AsyncSession, envelope: EventEnvelope) -> None: ...
+    async def __call__(self, session: AsyncSession, envelopes: Sequence[EventEnvelope]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class OutboxRelay:
         self._sinks = list(sinks)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._stopping = False
         self.published = 0
 
@@ -89,6 +93,21 @@ class OutboxRelay:
     def start(self) -> None:
         self._bus.on_reconnect(self.wake)
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
+        self._listener = asyncio.create_task(self._listen(), name="outbox-relay-wakes")
+
+    async def _listen(self) -> None:
+        """Wake on other replicas' ``EventBus.wake_relays`` (their commits cannot call
+        ``wake``); the poll still covers a wake lost while the bus was down."""
+        while not self._stopping:
+            try:
+                async with self._bus.wakes() as wakes:
+                    async for _ in wakes:
+                        self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("outbox relay: wake listener restarting", exc_info=True)
+            await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         """Stop after the batch in hand: the loop is woken and leaves at its next turn. Not
@@ -100,6 +119,10 @@ class OutboxRelay:
             return
         self._stopping = True
         self._wakeup.set()
+        listener = self._listener
+        if listener is not None:
+            listener.cancel()  # it only waits on the bus's queue: safe to cancel
+            await asyncio.wait([listener], timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
@@ -136,19 +159,20 @@ class OutboxRelay:
         claimed = await self._claim()
         published: list[_Claimed] = []
         failure: Exception | None = None
-        for item in claimed:
-            # Checked again before each publish, not only before the claim: the bus can drop
-            # while the claim waits on the database, and a publish on a fresh connection
-            # before this process's subscriptions are back would reach none of them.
-            if not self._bus.connected:
-                failure = BusUnavailable("event bus is not connected")
-                break
+        # Checked again after the claim, not only before it: the bus can drop while the claim
+        # waits on the database, and a publish on a fresh connection before this process's
+        # subscriptions are back would reach none of them.
+        if claimed and not self._bus.connected:
+            failure = BusUnavailable("event bus is not connected")
+        elif claimed:
             try:
-                await self._bus.publish(item.envelope.tenant_id, item.envelope.to_bus_json())
+                # One round trip for the batch, in order (``EventBus.publish_many``).
+                await self._bus.publish_many(
+                    [(item.envelope.tenant_id, item.envelope.to_bus_json()) for item in claimed]
+                )
+                published = claimed
             except Exception as exc:
                 failure = exc
-                break
-            published.append(item)
         if claimed:
             await self._record(published, claimed[len(published) :], failure)
         self.published += len(published)
@@ -220,13 +244,15 @@ class OutboxRelay:
                 ).scalars()
                 envelopes = {item.row_id: item.envelope for item in published}
                 now = utcnow()
+                batch = []
                 for row in rows:
-                    envelope = envelopes[row.id]
-                    with span("outbox.fanout", trace_id=envelope.trace_id):
-                        for sink in self._sinks:
-                            await sink(session, replace(envelope, sequence=None))
+                    batch.append(replace(envelopes[row.id], sequence=None))
                     row.published_at = now
                     row.lease_until = None
+                if batch:
+                    with span("outbox.fanout", {"studio.events": len(batch)}):
+                        for sink in self._sinks:
+                            await sink(session, batch)
             if refused:
                 first = await session.get(OutboxMessage, refused[0].row_id)
                 if first is not None:
