@@ -134,3 +134,33 @@ async def test_other_processes_readiness_tokens_are_not_events() -> None:
     finally:
         await backend.disconnect()
         await publisher.disconnect()
+
+
+async def test_a_wanted_channel_the_connection_lost_is_subscribed_again() -> None:
+    """redis-py can reconnect the pub/sub connection inside a read and re-subscribe only
+    what it had recorded, so a channel whose SUBSCRIBE failed on the old connection was
+    wanted but never subscribed again. Here the connection leaves the channel behind the
+    backend's back; the reader must notice and subscribe it again."""
+    if not port_open(REDIS_URL, 6379):
+        unavailable("Redis")
+    channel = "studio-test.bus.lost"
+    backend = ResilientRedisBackend(REDIS_URL)
+    publisher = ResilientRedisBackend(REDIS_URL)
+    await backend.connect()
+    await publisher.connect()
+    try:
+        await asyncio.wait_for(backend.connected.wait(), 10)
+        await asyncio.wait_for(publisher.connected.wait(), 10)
+        await backend.subscribe(channel)
+        await backend._pubsub.unsubscribe(channel)  # the lost state, behind its back
+        for attempt in range(100):  # bounded: 10 s
+            await publisher.publish(channel, f"event {attempt}")
+            with contextlib.suppress(TimeoutError):
+                event = await asyncio.wait_for(backend.next_published(), 0.1)
+                assert event.channel == channel
+                break
+        else:
+            raise AssertionError("the lost channel was never subscribed again")
+    finally:
+        await backend.disconnect()
+        await publisher.disconnect()

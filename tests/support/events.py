@@ -46,6 +46,7 @@ async def plumbing_state(services: Services, tenant_id: str) -> dict[str, object
         "relay_published": services.relay.published,
         "relay_running": relay_task is not None and not relay_task.done(),
         "bus_connected": bus.connected,
+        "bus_reconnects": getattr(redis, "reconnects", None),
         "bus_wanted": sorted(getattr(redis, "_channels", ())),
         "redis_subscribed": sorted(str(c) for c in getattr(pubsub, "channels", {})),
         "redis_leaving": sorted(

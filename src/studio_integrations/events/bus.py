@@ -117,6 +117,17 @@ class ResilientRedisBackend(BroadcastBackend):
         leaving = {_text(c) for c in self._pubsub.pending_unsubscribe_channels}
         return {_text(c) for c in self._pubsub.channels} - leaving
 
+    async def _resync(self) -> None:
+        """A wanted channel the connection is not subscribed to, seen by the reader (at least
+        once a second): subscribe it again. redis-py reconnects a pub/sub connection inside
+        a read without telling (its retry), and re-subscribes only the channels it had
+        recorded: a SUBSCRIBE that failed on the old connection was lost, and its subscriber
+        heard nothing for good (test_per_tenant_cap[postgres] under load: the channel wanted,
+        the bus connected, Redis not subscribed)."""
+        missing = self._channels - self._subscribed()
+        log.warning("event bus: re-subscribing %d channel(s) Redis lost", len(missing))
+        await self._sync_channels()
+
     async def _sync_channels(self) -> None:
         """Subscribe the connection to every wanted channel it is not subscribed to yet.
 
@@ -223,6 +234,8 @@ class ResilientRedisBackend(BroadcastBackend):
                 backoff = 0.05
                 while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
+                    if self._channels - self._subscribed():
+                        await self._resync()
                     if message is None or self._confirm(message):
                         continue
                     if _text(message["channel"]) == _HEARTBEAT:
