@@ -97,8 +97,10 @@ class ResilientRedisBackend(BroadcastBackend):
                 return  # subscribed and confirmed before
             confirmed = asyncio.get_running_loop().create_future()
             self._confirming[channel] = confirmed
-            with contextlib.suppress(*_REDIS_ERRORS):  # the reader re-syncs on reconnect
+            try:
                 await self._sync_channels()
+            except _REDIS_ERRORS as exc:  # the reader subscribes it again (``_resync``)
+                log.warning("event bus: SUBSCRIBE %s failed: %r", channel, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
 
