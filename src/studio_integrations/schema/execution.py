@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     BREAK,
@@ -72,10 +72,11 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, Undefined
+from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import PermissionExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import get_arguments
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
 from studio_integrations.auth.guards import HasScope
@@ -159,34 +160,95 @@ class Step:
     attribute: str  # READ_LEAF and READ: the attribute Strawberry's basic resolver reads
     has_arguments: bool
     completion: Completion
-    # RESOLVE without field extensions: the Strawberry field whose resolver is called the
-    # way Strawberry's wrapper calls it (``Direct``); None: call the wrapper.
+    # RESOLVE without field extensions other than scope guards: the Strawberry field whose
+    # resolver is called the way Strawberry's wrapper calls it (``Direct``); None: call the
+    # wrapper.
     direct: Direct | None = None
 
 
-@dataclass(slots=True, frozen=True)
 class Direct:
-    """What Strawberry's resolver wrapper does for a field with a resolver and no field
-    extensions (``GraphQLCoreConverter.from_resolver``: its Info, ``get_arguments``,
+    """What Strawberry's resolver wrapper does for a field with a resolver
+    (``GraphQLCoreConverter.from_resolver``: its Info, ``get_arguments``,
     ``StrawberryField.get_result``), done here without the wrapper's layers (its coroutine,
-    ``await_maybe``'s, the extension chain), which cost more than most resolvers."""
+    ``await_maybe``'s, the extension chain), which cost more than most resolvers.
 
-    field: StrawberryField
-    info_class: type[Any]
-    config: StrawberryConfig
-    scalar_registry: Any
+    Where the resolver's parameters go (``self``, ``root``/``parent``, ``info``) is read once
+    from Strawberry's resolver, not per call. Arguments are converted the way
+    ``get_arguments`` converts them (``convert_arguments``, then each extension's
+    ``map_arguments``); a field without arguments has nothing to convert. The only field
+    extensions allowed are scope guards (``requires``: a ``PermissionExtension`` of
+    ``HasScope`` checks alone, whose ``map_arguments`` leaves the arguments as they are):
+    ``HasScope`` asks nothing but whether the request's principal holds the scope, and a
+    plan runs only for a principal that holds every guarded scope of its document
+    (``OperationPlan.scopes``), so each guard would let its field through; on that
+    condition the guard's answer is the plan's, taken once per request instead of once per
+    object."""
+
+    __slots__ = (
+        "arguments",
+        "config",
+        "extensions",
+        "field",
+        "function",
+        "info_class",
+        "info_name",
+        "parent_names",
+        "pass_self",
+        "scalar_registry",
+    )
+
+    def __init__(
+        self,
+        field: StrawberryField,
+        info_class: type[Any],
+        config: StrawberryConfig,
+        scalar_registry: Any,
+    ) -> None:
+        resolver = field.base_resolver
+        assert resolver is not None
+        self.field = field
+        self.info_class = info_class
+        self.config = config
+        self.scalar_registry = scalar_registry
+        self.function = cast(Callable[..., Any], resolver.wrapped_func)  # callable: _direct
+        self.arguments = field.arguments
+        self.extensions = field.extensions
+        self.pass_self = resolver.self_parameter is not None
+        self.parent_names = tuple(
+            parameter.name
+            for parameter in (resolver.parent_parameter, resolver.root_parameter)
+            if parameter is not None
+        )
+        info_parameter = resolver.info_parameter
+        self.info_name = info_parameter.name if info_parameter is not None else None
+
+    def convert(self, info: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The resolver's keyword arguments from the field's coerced arguments, as
+        ``get_arguments`` converts them (a new dict each time)."""
+        if not self.arguments:
+            kwargs: dict[str, Any] = {}
+        else:
+            kwargs = convert_arguments(
+                arguments,
+                self.arguments,
+                scalar_registry=self.scalar_registry,
+                config=self.config,
+                info=info,
+            )
+        for extension in self.extensions:
+            kwargs = extension.map_arguments(kwargs)
+        return kwargs
 
     def __call__(self, source: Any, info: Any, arguments: dict[str, Any]) -> Any:
         strawberry_info = self.info_class(_raw_info=info, _field=self.field)
-        args, kwargs = get_arguments(
-            field=self.field,
-            source=source,
-            info=strawberry_info,
-            kwargs=arguments,
-            config=self.config,
-            scalar_registry=self.scalar_registry,
-        )
-        return self.field.get_result(source, info=strawberry_info, args=args, kwargs=kwargs)
+        kwargs = self.convert(strawberry_info, arguments)
+        for name in self.parent_names:
+            kwargs[name] = source
+        if self.info_name is not None:
+            kwargs[self.info_name] = strawberry_info
+        if self.pass_self:
+            return self.function(source, **kwargs)
+        return self.function(**kwargs)
 
 
 @dataclass(slots=True)
@@ -299,7 +361,8 @@ class _Compiler:
         if (
             not isinstance(definition, StrawberryField)
             or definition.base_resolver is None
-            or definition.extensions
+            or not callable(definition.base_resolver.wrapped_func)
+            or not all(_is_scope_guard(extension) for extension in definition.extensions)
             or converter is None
             or handlers is None
             or handlers(definition)  # exception handlers: Strawberry's wrapper applies them
@@ -335,6 +398,18 @@ class _Compiler:
                 self.scopes.update(
                     p.scope for p in extension.permissions if isinstance(p, HasScope)
                 )
+
+
+def _is_scope_guard(extension: Any) -> bool:
+    """``requires(scope)``: a ``PermissionExtension`` whose checks are all ``HasScope`` (the
+    class itself: a subclass may ask more than the principal's scopes), which does nothing
+    to the arguments."""
+    return (
+        type(extension) is PermissionExtension
+        and bool(extension.permissions)
+        and all(type(permission) is HasScope for permission in extension.permissions)
+        and type(extension).map_arguments is FieldExtension.map_arguments
+    )
 
 
 class _DocumentKey:
