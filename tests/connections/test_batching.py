@@ -33,6 +33,7 @@ from studio_integrations.persistence.models import (
     Provider,
     RunAttempt,
 )
+from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.support.graphql import gql
 from tests.support.live import LiveServer
@@ -250,3 +251,34 @@ async def test_a_request_reads_in_one_session(
     assert "errors" not in body, body
     assert len(body["data"]["integrationConnections"]["nodes"]) == 10
     assert len(began) == 1
+
+
+async def test_batch_statements_made_once_stay_inside_the_tenant(services: Services) -> None:
+    """The batch reads run statements made once (ids as a parameter); the tenant filter
+    still reaches them: asked for another tenant's ids, a tenant gets nothing, and asked
+    for both, only its own."""
+    from sqlalchemy import select
+
+    from studio_integrations.persistence.connections import HealthRepository, RunRepository
+    from studio_integrations.persistence.repository import TenantRepository
+
+    db = services.db
+    await seed(db, "acme", 2)
+    await seed(db, "globex", 2)
+    ids: dict[str, list[str]] = {}
+    for tenant in ("acme", "globex"):
+        async with db.read_session(TenantScope.of(tenant)) as session:
+            ids[tenant] = list((await session.execute(select(IntegrationConnection.id))).scalars())
+    both = ids["acme"] + ids["globex"]
+    for tenant, other in (("acme", "globex"), ("globex", "acme"), ("acme", "globex")):
+        async with db.read_session(TenantScope.of(tenant)) as session:
+            runs = await RunRepository(session).latest_for_connections(both, 3)
+            health = await HealthRepository(session).for_connections(both)
+            rows = await TenantRepository(session, IntegrationConnection).get_many(both)
+        assert set(runs) == set(health) == set(ids[tenant])
+        assert all(len(found) == 3 for found in runs.values())
+        assert {run.tenant_id for found in runs.values() for run in found} == {tenant}
+        assert [row.id if row else None for row in rows] == [
+            i if i in ids[tenant] else None for i in both
+        ]
+        assert not set(ids[other]) & {row.id for row in rows if row}

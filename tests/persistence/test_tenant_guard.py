@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, select, update
 
 from studio_integrations.core.enums import ActorKind, AuthMode, RotationStrategy
 from studio_integrations.core.errors import TenantWriteViolation, UnscopedQueryError
-from studio_integrations.persistence.db import TenantScope
+from studio_integrations.persistence.db import TenantScope, _tenant_criteria
 from studio_integrations.persistence.models import AuditEvent, Credential, Provider
 from studio_integrations.persistence.repository import PageRequest, TenantRepository
 from studio_integrations.services import Services
@@ -152,6 +152,36 @@ async def test_joins_and_aliases_are_filtered(services: Services) -> None:
         ids = set((await s.execute(select(other.id))).scalars())
         assert ids == {acme_id}
     assert globex_id not in ids
+
+
+async def test_criteria_made_once_per_tenant_keep_each_tenant_to_its_rows(
+    services: Services,
+) -> None:
+    """The tenant criteria are made once per tenant and reused by every statement; the
+    same statement objects, run for one tenant then another and back, in entity and column
+    form, still see only the running tenant's rows (and the shared catalog's global rows)."""
+    acme_id, globex_id, shared_id = await _seed(services)
+    async with services.db.transaction(ACME) as s:
+        s.add(own := _provider("acme-only", "acme"))
+    statements = (
+        select(Credential),
+        select(Credential.id, Credential.tenant_id),
+        select(Provider.id).order_by(Provider.key),
+    )
+    expected = {
+        "acme": ([acme_id], [(acme_id, "acme")], [own.id, shared_id]),
+        "globex": ([globex_id], [(globex_id, "globex")], [shared_id]),
+    }
+    for scope in (ACME, GLOBEX, ACME, GLOBEX, ACME):
+        async with services.db.read_session(scope) as s:
+            entities = [c.id for c in (await s.execute(statements[0])).scalars()]
+            columns = [tuple(row) for row in await s.execute(statements[1])]
+            providers = list((await s.execute(statements[2])).scalars())
+        assert scope.tenant_id is not None
+        assert (entities, columns, providers) == expected[scope.tenant_id]
+    assert _tenant_criteria("acme", readable_shared=True) is _tenant_criteria(
+        "acme", readable_shared=True
+    )
 
 
 async def test_system_scope_sees_everything(services: Services) -> None:

@@ -28,9 +28,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from strawberry.extensions.validation_cache import _get_validate_cache
+from strawberry.permission import PermissionExtension
 
 from studio_integrations.app import create_app
-from studio_integrations.auth.guards import requires
+from studio_integrations.auth.guards import HasScope, requires
 from studio_integrations.auth.scopes import Scope
 from studio_integrations.persistence.models import IntegrationConnection, IntegrationRun
 from studio_integrations.schema import execution
@@ -344,6 +345,13 @@ class Branch(Named):
         return Odd(missing="x", colour=Colour.RED, count=1, fine=None)  # type: ignore[return-value]
 
     @strawberry.field
+    def disguised(self) -> list[Branch]:
+        """A Branch, then a Branch cast to another type: ``is_type_of`` accepts the class
+        once, and must still refuse the marked instance."""
+        twin = Branch(name=f"{self.name}.cast", colour=Colour.RED)
+        return [Branch(name=f"{self.name}.d", colour=Colour.RED), strawberry.cast(Odd, twin)]
+
+    @strawberry.field
     def path(self, info: strawberry.Info) -> str:
         return "/".join(str(key) for key in info.path.as_list())
 
@@ -381,6 +389,7 @@ TREE_DOCUMENTS = [
     "{ tree { impostor { name } } }",
     "{ tree { holes { name } } }",
     "{ tree { children { loud holes { loud } } note } }",
+    "{ trees { name } tree { disguised { name } } }",
     # never planned: directives, abstract types
     "{ tree { name @include(if: false) loud } }",
     "{ named { name ... on Branch { loud } } }",
@@ -414,9 +423,73 @@ def test_the_plan_answers_exactly_like_graphql_core_or_gives_way() -> None:
     # the plan; the errors abandoned it; directives, abstract types and the guarded field
     # for a caller without its scope never had one.
     assert PATHS["plan"] == 2 * 3 + 1
-    assert PATHS["abandoned"] == 2 * 7
+    assert PATHS["abandoned"] == 2 * 8
     assert PATHS["graphql-core"] == 2 * 2 + 1
     PATHS.update(before)
+
+
+class Picky(HasScope):
+    """A guard that asks more than the principal's scopes: the plan must not skip it."""
+
+    async def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return await super().has_permission(source, info, **kwargs) and source.name != "t9"
+
+
+@strawberry.type
+class Guarded:
+    name: str
+
+    @strawberry.field(extensions=requires(Scope.CREDENTIALS_READ))
+    async def secret(self, info: strawberry.Info, suffix: str = "!") -> str | None:
+        return f"{self.name} {info.path.as_list()} {suffix}"
+
+    @strawberry.field(extensions=[PermissionExtension(permissions=[Picky(Scope.CREDENTIALS_READ)])])
+    def picky(self) -> str | None:
+        return self.name
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def rows(self, count: int = 3) -> list[Guarded]:
+        return [Guarded(name=f"t{i}") for i in range(count)]
+
+
+def test_scope_guards_on_the_plan_are_decided_once_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plan runs only for a caller with every guarded scope of its document, so a field
+    guarded by ``requires`` alone is resolved without asking its guard again per object;
+    any other permission still runs for every object (and its refusal hands the operation
+    to graphql-core); a caller without the scope gets graphql-core's FORBIDDEN errors."""
+    checks: Counter[str] = Counter()
+    resolve_async = PermissionExtension.resolve_async
+
+    async def counted(self: PermissionExtension, *args: Any, **kwargs: Any) -> Any:
+        checks[type(self.permissions[0]).__name__] += 1
+        return await resolve_async(self, *args, **kwargs)
+
+    monkeypatch.setattr(PermissionExtension, "resolve_async", counted)
+    fast = strawberry.Schema(GuardedQuery, execution_context_class=StudioExecutionContext)
+    reference = strawberry.Schema(GuardedQuery)
+    document = '{ rows(count: %d) { name secret loud: secret(suffix: "?") picky } }'
+    cases = [  # (scopes, rows, the fast build's permission checks)
+        (frozenset(Scope), 3, {"Picky": 3}),  # on the plan
+        (frozenset(Scope), 10, {"Picky": 10 + 10, "HasScope": 20}),  # t9 refused: abandoned
+        (frozenset(), 3, {"Picky": 3, "HasScope": 6}),  # no plan: every guard refuses
+    ]
+    for scopes, count, fast_checks in cases:
+        context = SimpleNamespace(principal=Caller(scopes))
+        checks.clear()
+        mine = asyncio.run(fast.execute(document % count, context_value=context))
+        assert checks == fast_checks
+        theirs = asyncio.run(reference.execute(document % count, context_value=context))
+        assert mine.data == theirs.data
+        assert [e.formatted for e in mine.errors or []] == [
+            e.formatted for e in theirs.errors or []
+        ]
+        assert bool(theirs.errors) == (count == 10 or not scopes)
+        COMPARED.append(document % count)
 
 
 def test_the_differential_suite_compared_documents() -> None:

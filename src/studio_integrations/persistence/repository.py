@@ -14,9 +14,10 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.core.errors import UserInputError
@@ -101,6 +102,15 @@ def decode_keyset_cursor(cursor: str) -> tuple[str, str]:
     return value, id_
 
 
+@cache
+def by_ids_statement(model: type[Base]) -> Select[Any]:
+    """``select(model)`` of the rows whose id is in the ``ids`` parameter (a list), made once
+    per model: the batch reads of DataLoaders run it with each request's ids. (Building an
+    equal statement per batch costs more than executing it: SQLAlchemy derives its cache key
+    from its structure each time.) The session's tenant filter applies as to any statement."""
+    return select(model).where(model.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+
+
 class TenantRepository(Generic[ModelT]):
     """Reads and writes one model inside the session's tenant."""
 
@@ -122,10 +132,14 @@ class TenantRepository(Generic[ModelT]):
         """One statement for many ids, in the order asked (DataLoader batch shape)."""
         if not ids:
             return []
-        result = await self.session.execute(
-            self.select().where(self.model.id.in_(set(ids)))  # type: ignore[attr-defined]
-        )
-        by_id: dict[str, ModelT] = {row.id: row for row in result.scalars()}  # type: ignore[attr-defined]
+        if type(self).select is TenantRepository.select:  # the statement made once
+            statement: Select[Any] = by_ids_statement(self.model)
+            result = await self.session.execute(statement, {"ids": list(set(ids))})
+        else:
+            result = await self.session.execute(
+                self.select().where(self.model.id.in_(set(ids)))  # type: ignore[attr-defined]
+            )
+        by_id: dict[str, ModelT] = {row.id: row for row in result.scalars()}
         return [by_id.get(i) for i in ids]
 
     def add(self, obj: ModelT) -> ModelT:

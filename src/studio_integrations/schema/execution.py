@@ -40,9 +40,10 @@ import asyncio
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import lru_cache
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     BREAK,
@@ -72,10 +73,12 @@ from graphql.execution.collect_fields import (
 )
 from graphql.execution.values import VariableValues, get_argument_values
 from graphql.pyutils import Path, Undefined
+from strawberry.extensions.field_extension import FieldExtension
 from strawberry.permission import PermissionExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import get_arguments
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
 from strawberry.types.field import StrawberryField
 
 from studio_integrations.auth.guards import HasScope
@@ -85,6 +88,7 @@ from studio_integrations.schema.extensions import CACHE_SIZE
 # (attribute name, non-null, leaf type)
 LeafPlan = tuple[str, bool, GraphQLLeafType]
 DEFINITION = "strawberry-definition"  # where Strawberry keeps a field's definition
+DEFINITION_ATTRIBUTE = "__strawberry_definition__"  # where it keeps a type's
 
 # id(parent type), field name -> (parent type, plan or None). The type is kept so the id
 # stays its own; schemas are built once per process.
@@ -137,6 +141,8 @@ class Completion:
     object_type: GraphQLObjectType | None = None
     steps: list[Step] = field(default_factory=list)
     coerce: Callable[[Any], Any] | None = None  # the leaf's coerce_output_value
+    # object_type with Strawberry's own ``is_type_of``: the classes it accepted (``typed``)
+    accepted: set[type] | None = None
 
 
 # What a step does with its object.
@@ -159,34 +165,111 @@ class Step:
     attribute: str  # READ_LEAF and READ: the attribute Strawberry's basic resolver reads
     has_arguments: bool
     completion: Completion
-    # RESOLVE without field extensions: the Strawberry field whose resolver is called the
-    # way Strawberry's wrapper calls it (``Direct``); None: call the wrapper.
+    # The first four entries of the field's resolve info (name, nodes, type, parent type)
+    info_prefix: tuple[Any, ...] = ()
+    # RESOLVE without field extensions other than scope guards: the Strawberry field whose
+    # resolver is called the way Strawberry's wrapper calls it (``Direct``); None: call the
+    # wrapper.
     direct: Direct | None = None
 
 
-@dataclass(slots=True, frozen=True)
 class Direct:
-    """What Strawberry's resolver wrapper does for a field with a resolver and no field
-    extensions (``GraphQLCoreConverter.from_resolver``: its Info, ``get_arguments``,
+    """What Strawberry's resolver wrapper does for a field with a resolver
+    (``GraphQLCoreConverter.from_resolver``: its Info, ``get_arguments``,
     ``StrawberryField.get_result``), done here without the wrapper's layers (its coroutine,
-    ``await_maybe``'s, the extension chain), which cost more than most resolvers."""
+    ``await_maybe``'s, the extension chain), which cost more than most resolvers.
 
-    field: StrawberryField
-    info_class: type[Any]
-    config: StrawberryConfig
-    scalar_registry: Any
+    Where the resolver's parameters go (``self``, ``root``/``parent``, ``info``) is read once
+    from Strawberry's resolver, not per call. Arguments are converted the way
+    ``get_arguments`` converts them (``convert_arguments``, then each extension's
+    ``map_arguments``); a field without arguments has nothing to convert. The only field
+    extensions allowed are scope guards (``requires``: a ``PermissionExtension`` of
+    ``HasScope`` checks alone, whose ``map_arguments`` leaves the arguments as they are):
+    ``HasScope`` asks nothing but whether the request's principal holds the scope, and a
+    plan runs only for a principal that holds every guarded scope of its document
+    (``OperationPlan.scopes``), so each guard would let its field through; on that
+    condition the guard's answer is the plan's, taken once per request instead of once per
+    object."""
 
-    def __call__(self, source: Any, info: Any, arguments: dict[str, Any]) -> Any:
-        strawberry_info = self.info_class(_raw_info=info, _field=self.field)
-        args, kwargs = get_arguments(
-            field=self.field,
-            source=source,
-            info=strawberry_info,
-            kwargs=arguments,
-            config=self.config,
-            scalar_registry=self.scalar_registry,
+    __slots__ = (
+        "arguments",
+        "config",
+        "extensions",
+        "field",
+        "function",
+        "info_class",
+        "info_name",
+        "parent_names",
+        "pass_self",
+        "scalar_registry",
+    )
+
+    def __init__(
+        self,
+        field: StrawberryField,
+        info_class: type[Any],
+        config: StrawberryConfig,
+        scalar_registry: Any,
+    ) -> None:
+        resolver = field.base_resolver
+        assert resolver is not None
+        self.field = field
+        self.info_class = info_class
+        self.config = config
+        self.scalar_registry = scalar_registry
+        self.function = cast(Callable[..., Any], resolver.wrapped_func)  # callable: _direct
+        self.arguments = field.arguments
+        self.extensions = field.extensions
+        self.pass_self = resolver.self_parameter is not None
+        self.parent_names = tuple(
+            parameter.name
+            for parameter in (resolver.parent_parameter, resolver.root_parameter)
+            if parameter is not None
         )
-        return self.field.get_result(source, info=strawberry_info, args=args, kwargs=kwargs)
+        info_parameter = resolver.info_parameter
+        self.info_name = info_parameter.name if info_parameter is not None else None
+
+    def convert(self, info: Any, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The resolver's keyword arguments from the field's coerced arguments, as
+        ``get_arguments`` converts them (a new dict each time)."""
+        if not self.arguments:
+            kwargs: dict[str, Any] = {}
+        else:
+            kwargs = convert_arguments(
+                arguments,
+                self.arguments,
+                scalar_registry=self.scalar_registry,
+                config=self.config,
+                info=info,
+            )
+        for extension in self.extensions:
+            kwargs = extension.map_arguments(kwargs)
+        return kwargs
+
+    def __call__(
+        self,
+        source: Any,
+        info: Any,
+        arguments: dict[str, Any],
+        converted: dict[int, dict[str, Any]],
+    ) -> Any:
+        """``converted``: the operation's converted arguments by field, where they are all
+        immutable values (the same for every object, so converted once per operation)."""
+        strawberry_info = self.info_class(_raw_info=info, _field=self.field)
+        known = converted.get(id(self))
+        if known is not None:
+            kwargs = dict(known)
+        else:
+            kwargs = self.convert(strawberry_info, arguments)
+            if all(_immutable(value) for value in kwargs.values()):
+                converted[id(self)] = dict(kwargs)
+        for name in self.parent_names:
+            kwargs[name] = source
+        if self.info_name is not None:
+            kwargs[self.info_name] = strawberry_info
+        if self.pass_self:
+            return self.function(source, **kwargs)
+        return self.function(**kwargs)
 
 
 @dataclass(slots=True)
@@ -275,18 +358,20 @@ class _Compiler:
                 action = RESOLVE
             else:
                 action = READ_LEAF if completion.leaf is not None else READ
+            nodes = [d.node for d in details]
             steps.append(
                 Step(
                     key=key,
                     parent_type=parent_type,
                     field_def=field_def,
                     details=details,
-                    nodes=[d.node for d in details],
+                    nodes=nodes,
                     action=action,
                     attribute=attribute or "",
                     has_arguments=bool(field_def.args or node.arguments),
                     completion=completion,
                     direct=self._direct(field_def) if action == RESOLVE else None,
+                    info_prefix=(name, nodes, field_def.type, parent_type),
                 )
             )
         return steps
@@ -299,7 +384,8 @@ class _Compiler:
         if (
             not isinstance(definition, StrawberryField)
             or definition.base_resolver is None
-            or definition.extensions
+            or not callable(definition.base_resolver.wrapped_func)
+            or not all(_is_scope_guard(extension) for extension in definition.extensions)
             or converter is None
             or handlers is None
             or handlers(definition)  # exception handlers: Strawberry's wrapper applies them
@@ -325,7 +411,12 @@ class _Compiler:
             )
             if defer_usages or forbidden:
                 raise Unplannable("incremental delivery")
-            return Completion(non_null, object_type=nullable, steps=self.steps(nullable, grouped))
+            return Completion(
+                non_null,
+                object_type=nullable,
+                steps=self.steps(nullable, grouped),
+                accepted=set() if _strawberry_is_type_of(nullable.is_type_of) else None,
+            )
         raise Unplannable("abstract type")
 
     def _guards(self, field_def: GraphQLField) -> None:
@@ -335,6 +426,41 @@ class _Compiler:
                 self.scopes.update(
                     p.scope for p in extension.permissions if isinstance(p, HasScope)
                 )
+
+
+def _strawberry_is_type_of(is_type_of: Any) -> bool:
+    """Whether ``is_type_of`` is the one Strawberry gives an object type implementing an
+    interface (``GraphQLCoreConverter.from_object``): unless the object is cast
+    (``strawberry.cast`` marks the instance) it answers ``isinstance`` of the type's classes
+    (or, for a generic's specialisation, whether the object's class is the generic's), so
+    for an unmarked instance its answer is its class's, and a plan asks it once per class."""
+    return (
+        getattr(is_type_of, "__module__", None) == "strawberry.schema.schema_converter"
+        and getattr(is_type_of, "__name__", None) == "is_type_of"
+    )
+
+
+def _unmarked(value: Any) -> bool:
+    """An instance whose own attributes say nothing about its Strawberry type (no cast
+    mark, no definition of its own): Strawberry's ``is_type_of`` judges it by its class."""
+    attributes = getattr(value, "__dict__", None)
+    return (
+        attributes is not None
+        and TYPE_CAST_ATTRIBUTE not in attributes
+        and DEFINITION_ATTRIBUTE not in attributes
+    )
+
+
+def _is_scope_guard(extension: Any) -> bool:
+    """``requires(scope)``: a ``PermissionExtension`` whose checks are all ``HasScope`` (the
+    class itself: a subclass may ask more than the principal's scopes), which does nothing
+    to the arguments."""
+    return (
+        type(extension) is PermissionExtension
+        and bool(extension.permissions)
+        and all(type(permission) is HasScope for permission in extension.permissions)
+        and type(extension).map_arguments is FieldExtension.map_arguments
+    )
 
 
 class _DocumentKey:
@@ -371,6 +497,32 @@ def _operation_plan(key: _DocumentKey) -> OperationPlan | None:
         return _Compiler(key.schema, key.operation, key.fragments).compile()
     except Unplannable:
         return None
+
+
+_IMMUTABLE = frozenset(
+    {str, int, float, bool, type(None), datetime.datetime, datetime.date, datetime.time}
+)
+
+
+def _immutable(value: Any) -> bool:
+    return type(value) in _IMMUTABLE or isinstance(value, Enum)
+
+
+# The fields of the resolve info Strawberry's executor builds (``build_resolve_info``).
+_INFO_FIELDS = (
+    "field_name",
+    "field_nodes",
+    "return_type",
+    "parent_type",
+    "path",
+    "schema",
+    "fragments",
+    "root_value",
+    "operation",
+    "variable_values",
+    "context",
+    "is_awaitable",
+)
 
 
 # (awaitable, its field's step, the object it goes into, field path, info)
@@ -446,7 +598,15 @@ async def _awaited(awaitable: Any) -> Any:
 class _PlanRun:
     """One execution of a plan: waves of synchronous work, each ending in one gather."""
 
-    __slots__ = ("arguments", "executor", "is_awaitable", "pending", "queue")
+    __slots__ = (
+        "arguments",
+        "converted",
+        "executor",
+        "info_template",
+        "is_awaitable",
+        "pending",
+        "queue",
+    )
 
     def __init__(self, executor: StudioExecutionContext) -> None:
         self.executor = executor
@@ -455,6 +615,10 @@ class _PlanRun:
         self.queue: list[tuple[list[Step], Any, dict[str, Any], Path | None]] = []
         self.pending: list[_Pending] = []
         self.arguments: dict[int, dict[str, Any]] = {}
+        self.converted: dict[int, dict[str, Any]] = {}
+        # (class, entries after the path) of the executor's resolve infos, once one is
+        # built; False: build each one with the executor (``info``)
+        self.info_template: tuple[type[Any], tuple[Any, ...]] | bool | None = None
 
     async def run(self, plan: OperationPlan, root_value: Any) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -511,12 +675,10 @@ class _PlanRun:
 
     def resolve(self, step: Step, source: Any, out: dict[str, Any], path: Path | None) -> None:
         field_path = Path(path, step.key, step.parent_type.name)
-        info = self.executor.build_resolve_info(
-            step.field_def, step.nodes, step.parent_type, field_path
-        )
+        info = self._info(step, field_path)
         direct = step.direct
         if direct is not None:
-            result = direct(source, info, self._arguments(step))
+            result = direct(source, info, self._arguments(step), self.converted)
         else:
             result = step.field_def.resolve(source, info, **self._arguments(step))  # type: ignore[misc]
         if self.is_awaitable(result):
@@ -581,17 +743,43 @@ class _PlanRun:
         object_type = completion.object_type
         assert object_type is not None
         if object_type.is_type_of is not None:
-            if info is None:
-                info = self._info(step, path)
-            is_type = object_type.is_type_of(value, info)
-            if self.is_awaitable(is_type) or not is_type:
-                raise Abandon
+            accepted = completion.accepted
+            if accepted is None or type(value) not in accepted or not _unmarked(value):
+                if info is None:
+                    info = self._info(step, path)
+                is_type = object_type.is_type_of(value, info)
+                if self.is_awaitable(is_type) or not is_type:
+                    raise Abandon
+                if (
+                    accepted is not None
+                    and _unmarked(value)
+                    and getattr(type(value), TYPE_CAST_ATTRIBUTE, None) is None
+                ):
+                    accepted.add(type(value))
         sub: dict[str, Any] = {}
         out[key] = sub
         self.queue.append((completion.steps, value, sub, path))
 
     def _info(self, step: Step, path: Path) -> Any:
-        return self.executor.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)
+        """The field's resolve info, as the executor's ``build_resolve_info`` makes it. Only
+        the first four entries and the path differ between fields of one operation, so once
+        one is built (and is Strawberry's, from Strawberry's method) the rest are that tuple
+        with those entries replaced."""
+        template = self.info_template
+        if type(template) is tuple:
+            info_class, suffix = template
+            return tuple.__new__(info_class, (*step.info_prefix, path, *suffix))
+        info = self.executor.build_resolve_info(step.field_def, step.nodes, step.parent_type, path)
+        if template is None:
+            usable = (
+                type(self.executor).build_resolve_info
+                is StrawberryGraphQLCoreExecutionContext.build_resolve_info
+                and isinstance(info, tuple)
+                and getattr(type(info), "_fields", None) == _INFO_FIELDS
+                and tuple(info[:4]) == step.info_prefix
+            )
+            self.info_template = (type(info), tuple(info[5:])) if usable else False
+        return info
 
 
 class StudioExecutionContext(StrawberryGraphQLCoreExecutionContext):
