@@ -71,7 +71,7 @@ def decode_cursor(cursor: str) -> str:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
-    if not raw.startswith("c:") or len(raw) < 3:
+    if not raw.startswith("c:") or len(raw) < 3 or _UNSTORABLE.search(raw) is not None:
         raise UserInputError(
             "after is not a cursor from this API", field="after", code="INVALID_CURSOR"
         )
