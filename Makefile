@@ -31,10 +31,12 @@ run: $(STAMP)
 	$(BIN)/studio-integrations serve
 
 # Tests run in parallel processes (pytest-xdist), each with its own template databases;
-# PYTEST_WORKERS=0 runs them in one process.
+# PYTEST_WORKERS=0 runs them in one process. worksteal: an idle worker takes tests queued on a
+# busy one, so the long generated-input tests do not leave one worker finishing alone
+# (fresh clone: 186 s instead of 219 s with the default scheduling).
 PYTEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
