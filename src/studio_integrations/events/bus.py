@@ -99,7 +99,7 @@ class ResilientRedisBackend(BroadcastBackend):
             self._confirming[channel] = confirmed
             try:
                 await self._sync_channels()
-            except _REDIS_ERRORS as exc:  # the reader subscribes it again (``_resync``)
+            except _REDIS_ERRORS as exc:  # the reader subscribes it again (``_sync_channels``)
                 log.warning("event bus: SUBSCRIBE %s failed: %r", channel, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
@@ -119,26 +119,23 @@ class ResilientRedisBackend(BroadcastBackend):
         leaving = {_text(c) for c in self._pubsub.pending_unsubscribe_channels}
         return {_text(c) for c in self._pubsub.channels} - leaving
 
-    async def _resync(self) -> None:
-        """A wanted channel the connection is not subscribed to, seen by the reader (at least
-        once a second): subscribe it again. redis-py reconnects a pub/sub connection inside
-        a read without telling (its retry), and re-subscribes only the channels it had
-        recorded: a SUBSCRIBE that failed on the old connection was lost, and its subscriber
-        heard nothing for good (test_per_tenant_cap[postgres] under load: the channel wanted,
-        the bus connected, Redis not subscribed)."""
-        missing = self._channels - self._subscribed()
-        log.warning("event bus: re-subscribing %d channel(s) Redis lost", len(missing))
-        await self._sync_channels()
-
-    async def _sync_channels(self) -> None:
+    async def _sync_channels(self, *, lost: bool = False) -> None:
         """Subscribe the connection to every wanted channel it is not subscribed to yet.
 
         Called after each (re)connect and on each new channel, so a channel added while
-        the reader was connecting is never left out."""
+        the reader was connecting is never left out; and by the reader once a second
+        (``lost``: what it finds missing then, Redis lost, and it is logged). redis-py
+        reconnects a pub/sub connection inside a read without telling (its retry) and
+        re-subscribes only the channels it had recorded: a SUBSCRIBE that failed on the old
+        connection was lost, and its subscriber heard nothing for good
+        (test_per_tenant_cap[postgres] under load: the channel wanted, the bus connected,
+        Redis not subscribed)."""
         if self._pubsub is None:
             return
         missing = self._channels - self._subscribed()
         if missing:
+            if lost:
+                log.warning("event bus: re-subscribing %d channel(s) Redis lost", len(missing))
             await self._pubsub.subscribe(*missing)
 
     async def publish(self, channel: str, message: Any) -> None:
@@ -234,10 +231,13 @@ class ResilientRedisBackend(BroadcastBackend):
                 for listener in self.on_connected:
                     listener()
                 backoff = 0.05
+                loop = asyncio.get_running_loop()
+                next_check = loop.time() + 1.0
                 while not self._closing:
                     message = await self._pubsub.get_message(timeout=1.0)
-                    if self._channels - self._subscribed():
-                        await self._resync()
+                    if loop.time() >= next_check:  # once a second, not per message
+                        next_check = loop.time() + 1.0
+                        await self._sync_channels(lost=True)
                     if message is None or self._confirm(message):
                         continue
                     if _text(message["channel"]) == _HEARTBEAT:
