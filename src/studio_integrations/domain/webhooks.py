@@ -707,7 +707,8 @@ class WebhookFanout:
             if e.type == EventType.INTEGRATION_FAILURE_RAISED
             and isinstance(e.data.get("deliveryId"), str)
         }
-        sources = await repo.by_ids(set(causes.values())) if causes else {}
+        found = await repo.get_many(list(set(causes.values())))  # none asked: no statement
+        sources = {d.id: d for d in found if d is not None}
         now = utcnow()
         added = 0
         for envelope, subs in targets:

@@ -152,10 +152,6 @@ class DeliveryRepository(TenantRepository[WebhookDelivery]):
         )
         return {(e, s) for e, s in (await self.session.execute(stmt)).all() if e and s}
 
-    async def by_ids(self, ids: set[str]) -> dict[str, WebhookDelivery]:
-        stmt = self.select().where(WebhookDelivery.id.in_(ids))
-        return {d.id: d for d in (await self.session.execute(stmt)).scalars()}
-
 
 class AttemptRepository(TenantRepository[WebhookDeliveryAttempt]):
     model = WebhookDeliveryAttempt
