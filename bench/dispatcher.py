@@ -18,7 +18,6 @@ import contextlib
 import cProfile
 import os
 import pstats
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from sqlalchemy import func, insert, select
+from tests.support.backends import free_port
 
 from studio_integrations.core.clock import utcnow
 from studio_integrations.core.context import ActionContext
@@ -53,17 +53,10 @@ BODY = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def receiver(*options: str) -> AsyncIterator[str]:
     """A ``bench.receiver`` process (``options``: its flags); yields its URL."""
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.receiver", str(port), *options
     )

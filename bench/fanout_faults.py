@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import statistics
@@ -37,7 +36,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -315,64 +313,26 @@ def _cpu_seconds(pid: int) -> float:
 # --- Redis killed under two replicas -------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _Redis:
-    """A private redis-server on its own port (the shared one is never touched)."""
-
-    def __init__(self, port: int, directory: str) -> None:
-        self.port = port
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        self.proc = subprocess.Popen(  # noqa: S603
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.directory,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    async def answering(self) -> float:
-        """Polls PING every 10 ms; the monotonic time of the first PONG."""
-        while True:
-            with contextlib.suppress(OSError):
-                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                try:
-                    writer.write(b"PING\r\n")
-                    await writer.drain()
-                    if (await asyncio.wait_for(reader.readline(), 1)).startswith(b"+PONG"):
-                        return time.monotonic()
-                finally:
-                    writer.close()
-            await asyncio.sleep(0.01)
+async def _first_pong(port: int) -> float:
+    """Polls PING every 10 ms; the monotonic time of the first PONG."""
+    while True:
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(b"PING\r\n")
+                await writer.drain()
+                if (await asyncio.wait_for(reader.readline(), 1)).startswith(b"+PONG"):
+                    return time.monotonic()
+            finally:
+                writer.close()
+        await asyncio.sleep(0.01)
 
 
 class _Replica:
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
+        from tests.support.backends import free_port
+
+        self.port = free_port()
         self.log = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "studio_integrations.cli", "serve"],
@@ -419,17 +379,12 @@ async def _all_reached(watchers: list[_Proc], events: int) -> float:
     return max(times)
 
 
-@contextlib.asynccontextmanager
-async def _postgres() -> AsyncIterator[str]:
-    from bench.dispatcher import database
-
-    async with database("postgres") as url:
-        yield url
-
-
 async def redis_kill(
     subscribers: int, outage_events: int, warmup: int, outage_seconds: float
 ) -> None:
+    from tests.support.redis_server import PrivateRedis
+
+    from bench.dispatcher import database
     from studio_integrations.auth.scopes import ALL_SCOPES
     from studio_integrations.auth.tokens import mint_dev_token
     from studio_integrations.settings import Settings
@@ -440,19 +395,19 @@ async def redis_kill(
     )
     headers = {"Authorization": f"Bearer {token}"}
     with tempfile.TemporaryDirectory() as tmp:
-        redis = _Redis(_free_port(), tmp)
+        redis = PrivateRedis(Path(tmp))
         redis.start()
-        await asyncio.wait_for(redis.answering(), 30)
+        await asyncio.wait_for(_first_pong(redis.port), 30)
         replicas: list[_Replica] = []
         watchers: list[_Proc] = []
         pumps: list[asyncio.Task[None]] = []
-        async with _postgres() as db_url, httpx.AsyncClient(timeout=60) as http:
+        async with database("postgres") as db_url, httpx.AsyncClient(timeout=60) as http:
             try:
                 env = {
                     **os.environ,
                     "PYTHONPATH": os.pathsep.join(["src", "."]),
                     "STUDIO_DATABASE_URL": db_url,
-                    "STUDIO_BROADCAST_URL": f"redis://127.0.0.1:{redis.port}/0",
+                    "STUDIO_BROADCAST_URL": redis.url,
                     "STUDIO_DEV_SIGNING_KEY": key,
                     "STUDIO_STATE_DIR": tmp,
                     "STUDIO_MAX_SUBSCRIPTIONS_PER_TENANT": str(subscribers * 2),
@@ -502,7 +457,7 @@ async def redis_kill(
                 await asyncio.sleep(max(0.0, outage_seconds - (time.monotonic() - killed)))
                 during = [await _latest(w, "counts", after=time.monotonic()) for w in watchers]
                 redis.start()
-                up = await asyncio.wait_for(redis.answering(), 30)
+                up = await asyncio.wait_for(_first_pong(redis.port), 30)
                 total = warmup + outage_events
                 first = await _all_reached(watchers, warmup + 1)
                 reached = await _all_reached(watchers, total)
@@ -515,9 +470,7 @@ async def redis_kill(
                     replica.stop()
                 for pump in pumps:
                     pump.cancel()
-                if redis.proc is not None and redis.proc.poll() is None:
-                    redis.proc.terminate()
-                    redis.proc.wait(10)
+                redis.stop()
             logs = "".join((Path(tmp) / f"replica{i}.log").read_text() for i in range(2))
     recovery = reached - up
     live = statistics.median(live_latency)

@@ -58,9 +58,10 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from tests.support.backends import free_port
 from tests.support.redis_server import private_redis
 
-from bench.dispatcher import _free_port, database, receiver, receiver_rate
+from bench.dispatcher import database, receiver, receiver_rate
 from studio_integrations.auth.scopes import ALL_SCOPES
 from studio_integrations.auth.tokens import mint_dev_token
 from studio_integrations.core.context import ActionContext
@@ -153,7 +154,7 @@ class Replica:
     def __init__(self, name: str, environment: Environment) -> None:
         self.name = name
         self.environment = environment
-        self.port = _free_port()
+        self.port = free_port()
         # BENCH_LOG_DIR keeps the replicas' logs after the run (else in the run's temp dir).
         logs = Path(os.environ.get("BENCH_LOG_DIR") or environment.state_dir)
         self.log = logs / f"replica-{name}.log"

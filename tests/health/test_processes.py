@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -36,7 +35,7 @@ from tests.conftest import TEST_SIGNING_KEY, make_settings
 from tests.connections.conftest import stop_prober
 from tests.fakes.provider import Reply
 from tests.health.conftest import VERIFY_PATH, World, establish
-from tests.support.backends import Backend
+from tests.support.backends import Backend, free_port
 from tests.support.gqlws import subscribe
 from tests.support.live import LiveServer
 
@@ -62,19 +61,12 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class AppProcess:
     """``python -m studio_integrations.cli serve`` with the test's settings."""
 
     def __init__(self, name: str, settings: Settings) -> None:
         self.name = name
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,

@@ -54,6 +54,13 @@ def port_open(url: str, default_port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server a test or bench starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def sqlalchemy_url(dsn: str) -> str:
     return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 

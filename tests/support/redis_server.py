@@ -10,13 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.backends import unavailable
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.backends import free_port, unavailable
 
 
 class PrivateRedis:
@@ -26,7 +20,7 @@ class PrivateRedis:
             unavailable("the redis-server binary")
         self.binary = binary or "redis-server"
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,6 +53,13 @@ class PrivateRedis:
                 return
             time.sleep(0.02)
         raise RuntimeError("private redis-server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: an outage as a crash makes it (``start`` brings it back, same port)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
