@@ -61,24 +61,31 @@ class HoldingProxy:
             self.server.close()
 
 
-async def test_subscribe_returns_once_redis_confirmed_it() -> None:
+@contextlib.asynccontextmanager
+async def connected(url: str = REDIS_URL) -> AsyncIterator[ResilientRedisBackend]:
+    """A backend on ``url``, connected (Redis confirmed its subscriptions), disconnected
+    after."""
     if not port_open(REDIS_URL, 6379):
         unavailable("Redis")
-    async with HoldingProxy(REDIS_URL).running() as proxy:
-        backend = ResilientRedisBackend(proxy.url)
-        await backend.connect()
-        try:
-            await asyncio.wait_for(backend.connected.wait(), 10)
-            proxy.hold()
-            subscribing = asyncio.create_task(backend.subscribe("studio-test.bus.confirm"))
-            await asyncio.sleep(0.2)  # ample time for a SUBSCRIBE to be sent; no reply can come
-            # Returned before Redis answered, a subscriber could miss the next event
-            # published on another connection.
-            assert not subscribing.done()
-            proxy.release()
-            await asyncio.wait_for(subscribing, 10)
-        finally:
-            await backend.disconnect()
+    backend = ResilientRedisBackend(url)
+    await backend.connect()
+    try:
+        await asyncio.wait_for(backend.connected.wait(), 10)
+        yield backend
+    finally:
+        await backend.disconnect()
+
+
+async def test_subscribe_returns_once_redis_confirmed_it() -> None:
+    async with HoldingProxy(REDIS_URL).running() as proxy, connected(proxy.url) as backend:
+        proxy.hold()
+        subscribing = asyncio.create_task(backend.subscribe("studio-test.bus.confirm"))
+        await asyncio.sleep(0.2)  # ample time for a SUBSCRIBE to be sent; no reply can come
+        # Returned before Redis answered, a subscriber could miss the next event
+        # published on another connection.
+        assert not subscribing.done()
+        proxy.release()
+        await asyncio.wait_for(subscribing, 10)
 
 
 async def test_subscribing_again_while_an_unsubscribe_is_unanswered_keeps_the_channel() -> None:
@@ -86,54 +93,35 @@ async def test_subscribing_again_while_an_unsubscribe_is_unanswered_keeps_the_ch
     the UNSUBSCRIBE: redis-py still lists the channel as subscribed until that answer, so
     without care the new SUBSCRIBE was never sent and the answer then removed the channel
     (test_per_tenant_cap[postgres] missed its event in CI)."""
-    if not port_open(REDIS_URL, 6379):
-        unavailable("Redis")
     channel = "studio-test.bus.resubscribe"
-    async with HoldingProxy(REDIS_URL).running() as proxy:
-        backend = ResilientRedisBackend(proxy.url)
-        await backend.connect()
-        publisher = ResilientRedisBackend(REDIS_URL)
-        await publisher.connect()
-        try:
-            await asyncio.wait_for(backend.connected.wait(), 10)
-            await asyncio.wait_for(publisher.connected.wait(), 10)
-            await backend.subscribe(channel)
-            proxy.hold()
-            await backend.unsubscribe(channel)
-            subscribing = asyncio.create_task(backend.subscribe(channel))
-            await asyncio.sleep(0.2)  # both commands sent; their answers are held
-            proxy.release()
-            await asyncio.wait_for(subscribing, 10)
-            await publisher.publish(channel, "after")
-            event = await asyncio.wait_for(backend.next_published(), 10)
-            assert (event.channel, event.message) == (channel, "after")
-        finally:
-            await backend.disconnect()
-            await publisher.disconnect()
+    async with (
+        HoldingProxy(REDIS_URL).running() as proxy,
+        connected(proxy.url) as backend,
+        connected() as publisher,
+    ):
+        await backend.subscribe(channel)
+        proxy.hold()
+        await backend.unsubscribe(channel)
+        subscribing = asyncio.create_task(backend.subscribe(channel))
+        await asyncio.sleep(0.2)  # both commands sent; their answers are held
+        proxy.release()
+        await asyncio.wait_for(subscribing, 10)
+        await publisher.publish(channel, "after")
+        event = await asyncio.wait_for(backend.next_published(), 10)
+        assert (event.channel, event.message) == (channel, "after")
 
 
 async def test_other_processes_readiness_tokens_are_not_events() -> None:
     """Every process confirms its subscriptions by a token on the shared heartbeat channel;
     the other processes' tokens reached the broadcaster as published events (and this
     module's test that reads the published queue failed on one in a parallel run)."""
-    if not port_open(REDIS_URL, 6379):
-        unavailable("Redis")
     channel = "studio-test.bus.after-heartbeat"
-    backend = ResilientRedisBackend(REDIS_URL)
-    publisher = ResilientRedisBackend(REDIS_URL)
-    await backend.connect()
-    await publisher.connect()
-    try:
-        await asyncio.wait_for(backend.connected.wait(), 10)
-        await asyncio.wait_for(publisher.connected.wait(), 10)
+    async with connected() as backend, connected() as publisher:
         await backend.subscribe(channel)
         await publisher.publish("studio.bus.heartbeat", "ready-of-another-process")
         await publisher.publish(channel, "event")
         event = await asyncio.wait_for(backend.next_published(), 10)
         assert (event.channel, event.message) == (channel, "event")
-    finally:
-        await backend.disconnect()
-        await publisher.disconnect()
 
 
 async def test_a_wanted_channel_the_connection_lost_is_subscribed_again() -> None:
@@ -141,16 +129,8 @@ async def test_a_wanted_channel_the_connection_lost_is_subscribed_again() -> Non
     what it had recorded, so a channel whose SUBSCRIBE failed on the old connection was
     wanted but never subscribed again. Here the connection leaves the channel behind the
     backend's back; the reader must notice and subscribe it again."""
-    if not port_open(REDIS_URL, 6379):
-        unavailable("Redis")
     channel = "studio-test.bus.lost"
-    backend = ResilientRedisBackend(REDIS_URL)
-    publisher = ResilientRedisBackend(REDIS_URL)
-    await backend.connect()
-    await publisher.connect()
-    try:
-        await asyncio.wait_for(backend.connected.wait(), 10)
-        await asyncio.wait_for(publisher.connected.wait(), 10)
+    async with connected() as backend, connected() as publisher:
         await backend.subscribe(channel)
         await backend._pubsub.unsubscribe(channel)  # the lost state, behind its back
         for attempt in range(100):  # bounded: 10 s
@@ -161,6 +141,3 @@ async def test_a_wanted_channel_the_connection_lost_is_subscribed_again() -> Non
                 break
         else:
             raise AssertionError("the lost channel was never subscribed again")
-    finally:
-        await backend.disconnect()
-        await publisher.disconnect()
