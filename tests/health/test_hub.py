@@ -10,14 +10,12 @@ from typing import Any
 
 import pytest
 
-from studio_integrations.core.clock import utcnow
-from studio_integrations.core.context import SYSTEM_ACTOR
-from studio_integrations.core.ids import new_id
-from studio_integrations.events.envelope import EventEnvelope, EventSubject
+from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.settings import Settings
 from studio_integrations.subscriptions.hub import FanoutHub
 from tests.conftest import TokenFactory, make_settings
 from tests.support.backends import Backend
+from tests.support.events import audit_event
 from tests.support.gqlws import subscribe
 from tests.support.live import LiveServer
 from tests.support.ws import init, receive, send, ws_connect
@@ -34,16 +32,7 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
 
 
 def envelope(n: int) -> EventEnvelope:
-    return EventEnvelope(
-        id=new_id("AuditEvent"),
-        type="ProviderRegistered",
-        tenant_id="acme",
-        occurred_at=utcnow(),
-        actor=SYSTEM_ACTOR,
-        trace_id="0" * 32,
-        subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
-        data={"n": n, "blob": secrets.token_urlsafe(BLOB_BYTES)},
-    )
+    return audit_event({"n": n, "blob": secrets.token_urlsafe(BLOB_BYTES)})
 
 
 async def _wait_for(predicate: Any, what: str) -> None:

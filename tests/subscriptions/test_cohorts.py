@@ -26,6 +26,7 @@ from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory, make_settings
 from tests.support.backends import Backend
+from tests.support.events import audit_event
 from tests.support.live import LiveServer
 from tests.support.ws import init, receive, send, ws_connect
 
@@ -218,16 +219,7 @@ BLOB = "subscription { auditEvents { id data } }"
 
 
 def blob_event(n: int) -> EventEnvelope:
-    return EventEnvelope(
-        id=new_id("AuditEvent"),
-        type="ProviderRegistered",
-        tenant_id="acme",
-        occurred_at=utcnow(),
-        actor=SYSTEM_ACTOR,
-        trace_id="0" * 32,
-        subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
-        data={"n": n, "blob": secrets.token_urlsafe(48 * 1024)},  # fills buffers quickly
-    )
+    return audit_event({"n": n, "blob": secrets.token_urlsafe(48 * 1024)})  # fills buffers
 
 
 async def test_a_slow_member_is_dropped_alone(server: LiveServer, make_token: TokenFactory) -> None:

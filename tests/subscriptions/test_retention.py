@@ -14,28 +14,12 @@ from starlette.websockets import WebSocket
 
 from studio_integrations.auth.principal import Principal
 from studio_integrations.auth.scopes import ALL_SCOPES
-from studio_integrations.core.clock import utcnow
-from studio_integrations.core.context import SYSTEM_ACTOR
-from studio_integrations.core.ids import new_id
-from studio_integrations.events.envelope import EventEnvelope, EventSubject
 from studio_integrations.schema.context import StudioContext
 from studio_integrations.schema.schema import schema
 from studio_integrations.services import Services
+from tests.support.events import audit_event
 
 DOCUMENT = "subscription { auditEvents { id type actor { subject kind } subject { id } } }"
-
-
-def _envelope() -> EventEnvelope:
-    return EventEnvelope(
-        id=new_id("AuditEvent"),
-        type="ProviderRegistered",
-        tenant_id="acme",
-        occurred_at=utcnow(),
-        actor=SYSTEM_ACTOR,
-        trace_id="0" * 32,
-        subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
-        data={},
-    )
 
 
 def _alive(kind: type) -> int:
@@ -72,7 +56,7 @@ async def test_a_subscription_keeps_nothing_per_event(services: Services) -> Non
 
     async def deliver(n: int) -> None:
         for _ in range(n):
-            event = _envelope()
+            event = audit_event({})
             await services.bus.publish("acme", event.to_json())
             result = await asyncio.wait_for(results.get(), 10)
             assert result.errors is None, result.errors

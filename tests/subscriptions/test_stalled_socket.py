@@ -18,14 +18,12 @@ import pytest
 from starlette.applications import Starlette
 
 from studio_integrations.app import WEBSOCKET_SERVER_OPTIONS
-from studio_integrations.core.clock import utcnow
-from studio_integrations.core.context import SYSTEM_ACTOR
-from studio_integrations.core.ids import new_id
-from studio_integrations.events.envelope import EventEnvelope, EventSubject
+from studio_integrations.events.envelope import EventEnvelope
 from studio_integrations.services import Services
 from studio_integrations.settings import Settings
 from tests.conftest import TokenFactory, make_settings
 from tests.support.backends import Backend
+from tests.support.events import audit_event
 from tests.support.gqlws import subscribe
 from tests.support.live import serve
 from tests.support.ws import init, receive, send, ws_connect
@@ -44,16 +42,8 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
 
 
 def _event(n: int) -> EventEnvelope:
-    return EventEnvelope(
-        id=new_id("AuditEvent"),
-        type="ProviderRegistered",
-        tenant_id="acme",
-        occurred_at=utcnow(),
-        actor=SYSTEM_ACTOR,
-        trace_id="0" * 32,
-        subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
-        data={"n": n, "blob": secrets.token_urlsafe(1024)},  # a large dashboard event
-    )
+    # a large dashboard event
+    return audit_event({"n": n, "blob": secrets.token_urlsafe(1024)})
 
 
 async def test_a_socket_that_stops_reading_is_dropped_within_a_bounded_backlog(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from studio_integrations.core.context import ActionContext, Actor
+from typing import Any
+
+from studio_integrations.core.clock import utcnow
+from studio_integrations.core.context import SYSTEM_ACTOR, ActionContext, Actor
 from studio_integrations.core.enums import ActorKind
-from studio_integrations.events.envelope import EventEnvelope, EventType
+from studio_integrations.core.ids import new_id
+from studio_integrations.events.envelope import EventEnvelope, EventSubject, EventType
 from studio_integrations.events.outbox import STRICT_EVENTS_KEY, emit_event
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.services import Services
@@ -26,6 +30,21 @@ async def emit(
         return emit_event(
             session, ctx, type=type, subject_type="Provider", subject_id=subject_id, data={"n": 1}
         )
+
+
+def audit_event(data: dict[str, Any]) -> EventEnvelope:
+    """An acme ``ProviderRegistered`` as the relay publishes it to the bus, carrying
+    ``data``: for tests that publish straight to the bus (the hub, cohorts, sockets)."""
+    return EventEnvelope(
+        id=new_id("AuditEvent"),
+        type="ProviderRegistered",
+        tenant_id="acme",
+        occurred_at=utcnow(),
+        actor=SYSTEM_ACTOR,
+        trace_id="0" * 32,
+        subject=EventSubject("Provider", "prov_01JD8ZZZZZZZZZZZZZZZZZZZZZ"),
+        data=data,
+    )
 
 
 async def plumbing_state(services: Services, tenant_id: str) -> dict[str, object]:
