@@ -8,11 +8,10 @@ keeps them as artifacts). Without the browser the tests skip locally and fail un
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,17 +47,6 @@ def artifacts_dir() -> Path:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _ARTIFACTS:
         terminalreporter.write_line(f"browser screenshots: {_ARTIFACTS[0]}")
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for server-side state that has no event to await. Bounded only to end a hang:
-    a browser starting on a machine busy with the rest of the suite took over 10 s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @dataclass

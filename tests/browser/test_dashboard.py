@@ -17,12 +17,13 @@ from studio_integrations.core.enums import FailureCategory
 from studio_integrations.domain.failures import record_failure
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.workers.health_prober import HealthProber
-from tests.browser.conftest import Tab, until
+from tests.browser.conftest import Tab
 from tests.conftest import TokenFactory
 from tests.connections.conftest import VERIFY_PATH, World
 from tests.fakes.provider import Reply
 from tests.health.conftest import PROBE_INTERVAL, Clock, establish
 from tests.support.live import LiveServer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 

@@ -8,10 +8,11 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Page
 
-from tests.browser.conftest import Tab, until
+from tests.browser.conftest import Tab
 from tests.conftest import TokenFactory
 from tests.support.events import emit
 from tests.support.live import LiveServer
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 

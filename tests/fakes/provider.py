@@ -177,8 +177,8 @@ class FakeProvider:
         if program is None:
             return JSONResponse({"error": "not found"}, status_code=404)
         reply = program.pop(0) if len(program) > 1 else program[0]
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        if reply.delay and await _gone_within(request, reply.delay):
+            return Response(status_code=499)  # nobody to answer (and the server may stop)
         if reply.echo:
             echoed = {"headers": seen.headers, "query": seen.query}
             return JSONResponse(echoed, status_code=reply.status, headers=reply.headers)
@@ -250,3 +250,15 @@ def unused_port() -> int:
 
 def json_body(seen: SeenRequest) -> Any:
     return json.loads(seen.body)
+
+
+async def _gone_within(request: Request, seconds: float) -> bool:
+    """Wait ``seconds``, or less if the client hangs up first (a client that timed out or was
+    cancelled): True if it did."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+    return False

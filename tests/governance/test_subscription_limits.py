@@ -13,18 +13,10 @@ from studio_integrations.services import Services
 from tests.conftest import TokenFactory
 from tests.governance.conftest import ServerFactory
 from tests.support.events import emit, plumbing_state
+from tests.support.waiting import until
 from tests.support.ws import init, receive, send, ws_connect
 
 AUDIT = {"query": "subscription { auditEvents { id tenantId } }"}
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for server-side state that has no event to await (bounded)."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def subscribe(ws: ClientConnection, operation_id: str) -> None:
