@@ -250,7 +250,7 @@ class Services:
             workers.append(
                 (
                     "rotation scheduler",
-                    self.rotation_scheduler.stop(),
+                    self.rotation_scheduler.stop(left(0.5)),
                     getattr(self.rotation_scheduler, "_task", None),
                 )
             )

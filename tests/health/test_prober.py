@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 
+from studio_integrations.persistence.db import Database
+from studio_integrations.persistence.health import Claim
 from studio_integrations.services import Services
 from studio_integrations.workers.health_prober import HealthProber
 from tests.conftest import TokenFactory
@@ -16,9 +18,11 @@ from tests.health.conftest import (
     World,
     establish,
     health_rows,
+    make_prober,
     ok,
 )
 from tests.support.graphql import gql
+from tests.support.waiting import until
 
 EXTERNAL_HEALTH = """
 query ($filter: ExternalHealthFilter) {
@@ -255,3 +259,65 @@ async def test_retired_connections_are_not_probed(
     calls = len(world.fake.seen(VERIFY_PATH))
     assert await probe(prober, clock, 3600) == 0
     assert len(world.fake.seen(VERIFY_PATH)) == calls
+
+
+async def test_a_claim_that_raced_the_circuit_opening_is_released_without_a_call(
+    services: Services, http: httpx.AsyncClient, world: World, clock: Clock, prober: HealthProber
+) -> None:
+    """A claim taken just before the circuit opened finds it OPEN: the connection is put
+    back until the circuit half-opens, and the provider is not called. The prober's reads
+    must not hold SQLite's write lock meanwhile: its release (another connection) waited
+    out the busy timeout for it, and every writer of the process behind it (a stuck outbox
+    relay at shutdown). A 1 s busy timeout makes that wait an error."""
+    db = Database(services.db.url, sqlite_busy_timeout=1)
+    racer = make_prober(services, clock, db=db)
+    try:
+        connection_id = await establish(http, world)
+        world.fake.on(VERIFY_PATH, Reply(500))
+        for _ in range(5):
+            assert await probe(prober, clock) == 1
+        rows = await health_rows(services.db, connection_id)
+        assert rows.health.circuit_state == "OPEN"
+        assert rows.health.circuit_opened_at is not None
+        calls = len(world.fake.seen(VERIFY_PATH))
+
+        await racer.probe(Claim(connection_id, "acme", clock()))
+
+        rows = await health_rows(services.db, connection_id)
+        assert len(world.fake.seen(VERIFY_PATH)) == calls
+        assert rows.health.lease_until is None
+        opened = rows.health.circuit_opened_at.replace(tzinfo=None)
+        assert rows.health.next_probe_at.replace(tzinfo=None) == (
+            opened + racer.policy.half_open_after
+        )
+    finally:
+        await db.dispose()
+
+
+async def test_stopping_cancels_the_provider_call_not_the_database_work(
+    services: Services, http: httpx.AsyncClient, world: World, clock: Clock, prober: HealthProber
+) -> None:
+    """``stop`` cancels a probe's provider call and releases its claim for the next probe at
+    its usual time; the loop itself ends on its own, never cancelled inside a statement
+    (a cancellation inside an SQLite statement could strand the write lock: every other
+    writer, the outbox relay first, waited behind it at shutdown)."""
+    connection_id = await establish(http, world)
+    runs = len((await health_rows(services.db, connection_id)).runs)
+    world.fake.on(VERIFY_PATH, Reply(json={}, delay=120))
+    calls = len(world.fake.seen(VERIFY_PATH))
+    clock.advance(PROBE_INTERVAL)
+    claimed_at = clock()
+    prober.start()
+    await until(lambda: len(world.fake.seen(VERIFY_PATH)) > calls, "the probe's call")
+    task = prober._task
+    assert task is not None
+
+    await prober.stop(grace=60)
+
+    assert task.done() and not task.cancelled()
+    rows = await health_rows(services.db, connection_id)
+    assert len(rows.runs) == runs  # a cancelled call is no sample
+    assert rows.health.lease_until is None
+    assert rows.health.next_probe_at.replace(tzinfo=None) == (claimed_at + prober.interval).replace(
+        tzinfo=None
+    )

@@ -5,6 +5,7 @@ rotated when due, once."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -14,7 +15,7 @@ from studio_integrations.core.clock import utcnow
 from studio_integrations.persistence.db import TenantScope
 from studio_integrations.persistence.models import AuditEvent
 from studio_integrations.services import Services
-from studio_integrations.workers.rotation_scheduler import RotationScheduler
+from studio_integrations.workers.rotation_scheduler import RotationScheduler, TickReport
 from tests.conftest import TokenFactory
 from tests.rotation.conftest import (
     ALERTS,
@@ -175,3 +176,29 @@ async def test_a_due_generated_credential_is_rotated_once(
     assert rotation["previousVersion"] == first
     assert node["currentVersion"] == rotation["newVersion"]
     assert (await vault.list_versions("auto-secret"))[-1].version == rotation["newVersion"]
+
+
+async def test_stopping_lets_the_tick_in_hand_finish(services: Services) -> None:
+    """``stop`` does not cancel a tick midway (a rotation half-done, or a statement cut off
+    on SQLite's write lock): the loop leaves after it; and no tick starts after ``stop``."""
+    started, release = asyncio.Event(), asyncio.Event()
+    finished: list[str] = []
+
+    class Held(RotationScheduler):
+        async def tick(self) -> TickReport:
+            started.set()
+            await release.wait()
+            finished.append("tick")
+            return TickReport()
+
+    worker = Held(services.db, services.vault, services.provider_caller, interval_seconds=0.01)
+    worker.start()
+    task = worker._task
+    assert task is not None
+    await asyncio.wait_for(started.wait(), 30)
+    stopping = asyncio.ensure_future(worker.stop(grace=60))
+    await asyncio.sleep(0.05)  # stop has begun waiting
+    release.set()
+    await stopping
+    assert finished == ["tick"]
+    assert task.done() and not task.cancelled()

@@ -61,7 +61,7 @@ async def check_cursor(db: Database, tenant_id: str, cursor: str) -> int:
     """The sequence a stream resumes after; raises ``CursorError`` with a code when the
     cursor is malformed, unknown (or another tenant's) or older than the resume window."""
     sequence = parse_cursor(cursor)
-    async with db.session(TenantScope.of(tenant_id)) as session:
+    async with db.read_session(TenantScope.of(tenant_id)) as session:
         row = (
             await session.execute(select(AuditEvent).where(AuditEvent.sequence == sequence))
         ).scalar_one_or_none()
@@ -79,7 +79,7 @@ async def check_cursor(db: Database, tenant_id: str, cursor: str) -> int:
 async def events_after(db: Database, tenant_id: str, sequence: int) -> AsyncIterator[EventEnvelope]:
     """The tenant's published events after ``sequence``, in commit order, page by page."""
     while True:
-        async with db.session(TenantScope.of(tenant_id)) as session:
+        async with db.read_session(TenantScope.of(tenant_id)) as session:
             rows = list(
                 (
                     await session.execute(

@@ -66,7 +66,7 @@ class TenantSessions:
     scope: TenantScope
 
     def read(self) -> AsyncSession:
-        return self.db.session(self.scope)
+        return self.db.read_session(self.scope)
 
     def write(self) -> Any:
         return self.db.transaction(self.scope)
@@ -169,16 +169,18 @@ class StatementCounter:
 class Database:
     """One engine and session factory per process."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_busy_timeout: float = 30.0) -> None:
+        """``sqlite_busy_timeout``: how long a SQLite writer waits for the write lock before
+        "database is locked" (tests shorten it to turn a lock held too long into an error)."""
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": sqlite_busy_timeout}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
-            _configure_sqlite(self.engine.sync_engine)
+            _configure_sqlite(self.engine.sync_engine, busy_timeout=sqlite_busy_timeout)
         # A session class of its own, so what ``after_commit`` registers hears this database's
         # sessions only (the tenant guard, on ``StudioSession``, applies to it too).
         self._session_class: type[StudioSession] = type("StudioSession", (StudioSession,), {})
@@ -217,13 +219,15 @@ class Database:
             session.info[SCOPE_KEY] = scope
         return session
 
-    def read_session(self, scope: TenantScope | None) -> AsyncSession:
-        """A session for reads only (a request's queries): on SQLite its transaction is a
-        plain deferred ``BEGIN``, so readers neither wait for nor block writers (WAL gives them
-        a snapshot); a write through it raises ``ReadOnlySessionError``."""
+    def read_session(self, scope: TenantScope | None, *, background: bool = False) -> AsyncSession:
+        """A session for reads only (a request's queries, a worker's or the vault's reads):
+        on SQLite its transaction is a plain deferred ``BEGIN``, so readers neither wait for
+        nor block writers (WAL gives them a snapshot); a write through it raises
+        ``ReadOnlySessionError``. Whatever only reads uses one: a read that took the write
+        lock inside a write transaction of the same task would wait for itself."""
         session = self._read_sessions()
         session.info.update(self.session_info)
-        session.info[BACKGROUND_KEY] = False
+        session.info[BACKGROUND_KEY] = background
         session.info[READ_ONLY_KEY] = True
         if scope is not None:
             session.info[SCOPE_KEY] = scope
@@ -268,7 +272,7 @@ class Database:
             counter.statements.append(statement)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_timeout: float) -> None:
     """Foreign keys on, WAL, and write-intent transactions.
 
     Transactions that may write start with ``BEGIN IMMEDIATE``: SQLite cannot upgrade a read
@@ -285,7 +289,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

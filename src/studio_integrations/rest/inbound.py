@@ -173,7 +173,7 @@ async def inbound_webhook(request: Request) -> JSONResponse:
     connection_id = request.path_params["connection_id"]
     connection = None
     if type_of(connection_id) == "IntegrationConnection":
-        async with services.db.session(TenantScope.system_scope(), background=True) as session:
+        async with services.db.read_session(TenantScope.system_scope(), background=True) as session:
             connection = await session.get(IntegrationConnection, connection_id)
     headers = {k.lower(): v for k, v in request.headers.items()}
     recorder = recorder_of(request.app)
@@ -225,7 +225,7 @@ async def inbound_webhook(request: Request) -> JSONResponse:
                 delivery = await request_.record_in(session)
     except IntegrityError:
         # A concurrent request accepted the same message id first.
-        async with services.db.session(request_.scope) as session:
+        async with services.db.read_session(request_.scope) as session:
             duplicate_of = await accepted_before(session, connection, message_id)
     if duplicate_of is not None:
         return JSONResponse({"status": "duplicate", "deliveryId": duplicate_of}, status_code=200)

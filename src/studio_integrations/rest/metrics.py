@@ -89,7 +89,7 @@ def _process_state(services: Services) -> None:
 
 async def _shared_state(services: Services) -> None:
     now = utcnow()
-    async with services.db.session(TenantScope.system_scope(), background=True) as session:
+    async with services.db.read_session(TenantScope.system_scope(), background=True) as session:
         backlog, oldest = (
             await session.execute(
                 select(func.count(), func.min(OutboxMessage.created_at)).where(

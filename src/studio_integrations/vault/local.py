@@ -95,7 +95,7 @@ class LocalSecretStore:
             stmt = stmt.order_by(VaultSecretVersion.created_at.desc(), VaultSecretVersion.version)
         else:
             stmt = stmt.where(VaultSecretVersion.version == version)
-        async with self._db.session(None) as session:
+        async with self._db.read_session(None) as session:
             row = (await session.execute(stmt.limit(1))).scalar_one_or_none()
         if row is None:
             raise SecretNotFound(f"secret {name}{'/' + version if version else ''} not found")
@@ -114,7 +114,7 @@ class LocalSecretStore:
         return SecretValue(properties=_properties(row), value=plain.decode())
 
     async def list_versions(self, name: str) -> list[SecretProperties]:
-        async with self._db.session(None) as session:
+        async with self._db.read_session(None) as session:
             rows = (
                 await session.execute(
                     select(VaultSecretVersion)

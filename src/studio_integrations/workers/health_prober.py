@@ -39,7 +39,7 @@ from studio_integrations.domain.connections import (
     record_run,
 )
 from studio_integrations.domain.health import Breaker, HealthPolicy, effective_circuit
-from studio_integrations.outbound.provider_calls import ProviderCaller
+from studio_integrations.outbound.provider_calls import CallOutcome, ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope
 from studio_integrations.persistence.health import Claim, HealthStateRepository
 from studio_integrations.persistence.models import IntegrationConnection
@@ -78,6 +78,8 @@ class HealthProber:
         self.name = name
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._calls: set[asyncio.Future[CallOutcome]] = set()  # provider calls in flight
         self.probed = 0  # probes this instance made (tests and metrics)
         self.probed_ids: list[str] = []
 
@@ -100,17 +102,27 @@ class HealthProber:
         self._wakeup.set()
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Cancel the loop; probes in flight get ``grace`` seconds to wind down (their
-        claims lapse with the lease if they do not)."""
-        if self._task is None:
+        """Stop within ``grace`` seconds: no new rounds, and the provider calls in flight are
+        cancelled (their claims released, unrecorded); the database work in hand finishes.
+        Only a loop still running at the deadline is cancelled: a cancellation inside an
+        SQLite statement can leave the connection, and the write lock with it, to the
+        garbage collector, and every other writer of the process (the outbox relay) waits.
+        Never waits with ``asyncio.wait_for`` (it can swallow a cancellation, NOTES.md)."""
+        task = self._task
+        if task is None:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(self._task, grace)
+        self._stopping = True
+        self._wakeup.set()
+        for call in list(self._calls):
+            call.cancel()
+        await asyncio.wait([task], timeout=grace)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
         self._task = None
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 count = await self.probe_once()
             except asyncio.CancelledError:
@@ -146,7 +158,9 @@ class HealthProber:
     async def probe(self, claim: Claim) -> None:
         scope = TenantScope.of(claim.tenant_id)
         ctx = ActionContext.system(claim.tenant_id)
-        async with self._db.session(scope, background=True) as session:
+        # Reads only: on SQLite a write-intent session would hold the write lock, and the
+        # release below (another connection) would wait out the busy timeout for it.
+        async with self._db.read_session(scope, background=True) as session:
             connection = await TenantRepository(session, IntegrationConnection).get(
                 claim.connection_id
             )
@@ -156,15 +170,18 @@ class HealthProber:
             assert state is not None
             breaker = Breaker(state.circuit_state, state.circuit_opened_at)
             circuit = effective_circuit(breaker, self._clock(), self.policy)
+            not_before = None
             if circuit is CircuitState.OPEN:
                 # Not yet: the circuit half-opens later (an earlier claim raced the opening).
                 assert state.circuit_opened_at is not None
-                due = state.circuit_opened_at + self.policy.half_open_after
-                async with self._db.transaction(scope, background=True) as write:
-                    await HealthStateRepository(write).release(claim.connection_id, due)
-                return
-            plan = await plan_for(session, connection)
+                not_before = state.circuit_opened_at + self.policy.half_open_after
+            else:
+                plan = await plan_for(session, connection)
             half_open = state.circuit_state is CircuitState.OPEN  # and it may half-open now
+        if not_before is not None:
+            async with self._db.transaction(scope, background=True) as write:
+                await HealthStateRepository(write).release(claim.connection_id, not_before)
+            return
         if half_open:
             # Visible while the trial call runs; the run's outcome closes or re-opens it.
             async with self._db.transaction(scope, background=True) as write:
@@ -182,14 +199,28 @@ class HealthProber:
             )
             plan = dataclasses.replace(plan, request=request)
         started_at = utcnow()
+        call = asyncio.ensure_future(call_provider(self._caller, self._vault, plan))
+        self._calls.add(call)
         try:
-            outcome = await asyncio.wait_for(
-                call_provider(self._caller, self._vault, plan), self.timeout + 1.0
-            )
-        except TimeoutError:
+            await asyncio.wait([call], timeout=self.timeout + 1.0)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        finally:
+            self._calls.discard(call)
+        if not call.done():
+            call.cancel()
             outcome = failed_outcome(
                 FailureCategory.TIMEOUT, f"the probe did not finish within {self.timeout:g} s"
             )
+        elif call.cancelled():  # stopping: not a sample; the next probe is due as usual
+            async with self._db.transaction(scope, background=True) as write:
+                await HealthStateRepository(write).release(
+                    claim.connection_id, claim.claimed_at + self.interval
+                )
+            return
+        else:
+            outcome = call.result()
         result = outcome.category.value if outcome.category else "ok"
         metrics.PROBE_RESULTS.labels(result).inc()
         log.info(

@@ -14,7 +14,8 @@ A tick, with the time taken from an injected ``clock`` (tests drive it by hand):
    alert that a new version must be put into the vault — once per current version.
 
 Every step runs as ``ActionContext.system(tenant)``. Errors of one step are logged and the
-next tick tries again; ``stop()`` cancels the loop (bounded by ``Services.stop``).
+next tick tries again. ``stop()`` lets a tick in hand finish within its grace and cancels
+the loop only after it (as ``HealthProber.stop``: never inside a statement if it can help it).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class RotationScheduler:
         self._lease = lease
         self._retry_after = retry_after
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.ticks = 0
 
     def _system(self) -> TenantSessions:
@@ -79,18 +81,28 @@ class RotationScheduler:
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="rotation-scheduler")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop within ``grace`` seconds: the loop leaves after the tick in hand (a rotation
+        it started is not left half-done if it can finish); cancelled only at the deadline,
+        when the rotation's lease lets ``resolve_abandoned`` finish it elsewhere."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping.set()
+        await asyncio.wait([task], timeout=grace)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+        self._task = None
 
     async def run(self) -> None:
         # The first tick comes one interval after start: a replica that just started has
         # nothing more urgent than the running ones, and start-up stays quiet.
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.tick()
             except asyncio.CancelledError:
