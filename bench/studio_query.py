@@ -508,30 +508,41 @@ def _package(filename: str) -> str:
     return "builtins" if filename.startswith("~") else filename
 
 
-async def profile(calls: int = 20) -> None:
-    """cProfile of in-process GraphQL calls on SQLite, self time grouped by package."""
+async def profile(backend: str = "sqlite", calls: int = 20) -> None:
+    """cProfile of in-process GraphQL calls on SQLite or PostgreSQL, self time grouped by
+    package (CPU time: the database server's own work is not counted)."""
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        url: str | None = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        if backend == "postgres":
+            url = await stack.enter_async_context(postgres_database())
+            if url is None:
+                raise SystemExit("PostgreSQL is not reachable at BENCH_POSTGRES_URL")
+        assert url is not None
+        await _profile(url, Path(tmp), calls)
+
+
+async def _profile(url: str, tmp: Path, calls: int) -> None:
     import cProfile
     import pstats
     from collections import Counter
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        await seeded(url)
-        app, settings = bench_app(url, Path(tmp))
-        token = mint_dev_token(settings, tenant=TENANT, subject="alice", scopes=ALL_SCOPES)
-        request = Requests(token).graphql(BENCH_PAGE)
-        async with (
-            running(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://bench"
-            ) as client,
-        ):
+    await seeded(url)
+    app, settings = bench_app(url, tmp)
+    token = mint_dev_token(settings, tenant=TENANT, subject="alice", scopes=ALL_SCOPES)
+    request = Requests(token).graphql(BENCH_PAGE)
+    async with (
+        running(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench"
+        ) as client,
+    ):
+        await _call(client, request)
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(calls):
             await _call(client, request)
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(calls):
-                await _call(client, request)
-            profiler.disable()
+        profiler.disable()
     stats = pstats.Stats(profiler)
     by_package: Counter[str] = Counter()
     for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -545,7 +556,7 @@ async def profile(calls: int = 20) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         asyncio.run(serve_forever(sys.argv[2], sys.argv[3]))
-    elif sys.argv[1:] == ["--profile"]:
-        asyncio.run(profile())
+    elif sys.argv[1:2] == ["--profile"]:
+        asyncio.run(profile(*sys.argv[2:3]))
     else:
         asyncio.run(main())
