@@ -226,6 +226,98 @@ def test_the_studio_page_runs_on_its_plan(pair: Pair) -> None:
     assert PATHS == {"graphql-core": 1}
 
 
+async def _odd_connections(pair: Pair) -> None:
+    """Acme connections the seed has none of: no credential; a health row never checked; no
+    health row; a provider acme cannot see (globex's: its ``provider`` field raises)."""
+    from sqlalchemy import select
+
+    from studio_integrations.core.enums import (
+        AuthMode,
+        CircuitState,
+        ConnectionStatus,
+        HealthStatus,
+    )
+    from studio_integrations.core.ids import new_id
+    from studio_integrations.persistence.db import TenantScope
+    from studio_integrations.persistence.models import ConnectionHealth, Provider
+
+    db = pair.server.live.services.db
+    async with db.read_session(TenantScope.of("globex")) as session:
+        foreign = (await session.execute(select(Provider.id).limit(1))).scalar_one()
+    async with db.read_session(TenantScope.of("acme")) as session:
+        own = (await session.execute(select(Provider.id).limit(1))).scalar_one()
+
+    def connection(name: str, provider_id: str) -> IntegrationConnection:
+        return IntegrationConnection(
+            id=new_id("IntegrationConnection"),
+            tenant_id="acme",
+            project_id="proj-odd",
+            provider_id=provider_id,
+            name=name,
+            status=ConnectionStatus.ACTIVE,
+            auth_mode=AuthMode.API_KEY,
+            credential_id=None,
+            configuration={},
+        )
+
+    async with db.transaction(TenantScope.of("acme")) as session:
+        session.add(connection("foreign provider", foreign))
+    unchecked = connection("never checked", own)  # newer, so before it on the page
+    async with db.transaction(TenantScope.of("acme")) as session:
+        session.add_all([connection("no health", own), unchecked])
+        await session.flush()
+        session.add(
+            ConnectionHealth(
+                connection_id=unchecked.id,
+                tenant_id="acme",
+                status=HealthStatus.HEALTHY,
+                circuit_state=CircuitState.CLOSED,
+            )
+        )
+
+
+def test_loaded_fields_resolve_a_wave_in_one_call_and_answer_alike(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``provider``, ``credential`` and ``health`` (``loaded_field``) resolve every object of
+    the plan's wave with one ``resolve_many`` and never one by one; graphql-core (the
+    reference build) resolves them one by one. The answers match with no credential, health
+    unchecked or missing, and a provider the tenant cannot see, whose error abandons the
+    plan."""
+    from studio_integrations.resolvers.loaders import LoadedField
+
+    calls: Counter[str] = Counter()
+    one, many = LoadedField.resolve, LoadedField.resolve_many
+
+    async def resolve(self: LoadedField[Any, Any, Any, Any], *args: Any) -> Any:
+        calls["one"] += 1
+        return await one(self, *args)
+
+    async def resolve_many(self: LoadedField[Any, Any, Any, Any], *args: Any) -> Any:
+        calls["many"] += 1
+        return await many(self, *args)
+
+    monkeypatch.setattr(LoadedField, "resolve", resolve)
+    monkeypatch.setattr(LoadedField, "resolve_many", resolve_many)
+    PATHS.clear()
+    pair.ask(STUDIO_QUERY, "all", {"first": 10})
+    assert PATHS == {"plan": 1}
+    # The fast build: three fields, one call each; the reference: three per connection.
+    assert calls == {"many": 3, "one": 3 * 4}
+
+    pair.server.run(_odd_connections(pair))
+    for scopes in SCOPES:
+        for first in (2, 3, 10):
+            pair.ask(STUDIO_QUERY, scopes, {"first": first})
+            pair.ask(FRAGMENTS, scopes, {"first": first})
+    PATHS.clear()
+    pair.ask(STUDIO_QUERY, "all", {"first": 2})  # no credential, no or unchecked health
+    assert PATHS == {"plan": 1}
+    PATHS.clear()
+    pair.ask(STUDIO_QUERY, "all", {"first": 10})
+    assert PATHS == {"abandoned": 1}  # the foreign provider's error
+
+
 @examples(120)
 @given(data=st.data())
 def test_documents_from_the_schema_answer_identically(pair: Pair, data: st.DataObject) -> None:

@@ -28,7 +28,13 @@ from studio_integrations.persistence.models import (
     Provider,
     RunAttempt,
 )
-from studio_integrations.persistence.repository import Page, PageRequest, TenantRepository
+from studio_integrations.persistence.repository import (
+    Page,
+    PageRequest,
+    TenantRepository,
+    dialect_of,
+    in_list,
+)
 
 # A health timeline answers at most this many snapshots (the newest of the range).
 MAX_TIMELINE_POINTS = 1000
@@ -109,7 +115,7 @@ class ConnectionRepository(TenantRepository[IntegrationConnection]):
 
 
 @cache
-def _latest_runs() -> Select[Any]:
+def _latest_runs(dialect: str) -> Select[Any]:
     """The newest ``limit`` runs of the ``connection_ids`` (``latest_for_connections``),
     made once: building the ranked subquery and its alias per batch cost ~1 ms, more than
     running it."""
@@ -123,7 +129,7 @@ def _latest_runs() -> Select[Any]:
             )
             .label("rank"),
         )
-        .where(IntegrationRun.connection_id.in_(bindparam("connection_ids", expanding=True)))
+        .where(in_list(IntegrationRun.connection_id, "connection_ids", dialect))
         .subquery()
     )
     run = aliased(IntegrationRun, ranked)
@@ -145,7 +151,8 @@ class RunRepository(TenantRepository[IntegrationRun]):
         if not connection_ids or limit <= 0:
             return by_connection
         parameters = {"connection_ids": list(set(connection_ids)), "limit": limit}
-        for found in (await self.session.execute(_latest_runs(), parameters)).scalars():
+        statement = _latest_runs(dialect_of(self.session))
+        for found in (await self.session.execute(statement, parameters)).scalars():
             by_connection[found.connection_id].append(found)
         return by_connection
 
@@ -169,11 +176,9 @@ class RunRepository(TenantRepository[IntegrationRun]):
 
 
 @cache
-def _health_of() -> Select[Any]:
+def _health_of(dialect: str) -> Select[Any]:
     """The health rows of the connections in ``ids``, made once (see ``_latest_runs``)."""
-    return select(ConnectionHealth).where(
-        ConnectionHealth.connection_id.in_(bindparam("ids", expanding=True))
-    )
+    return select(ConnectionHealth).where(in_list(ConnectionHealth.connection_id, "ids", dialect))
 
 
 class HealthRepository(TenantRepository[ConnectionHealth]):
@@ -182,7 +187,8 @@ class HealthRepository(TenantRepository[ConnectionHealth]):
     async def for_connections(self, connection_ids: Sequence[str]) -> dict[str, ConnectionHealth]:
         if not connection_ids:
             return {}
-        found = await self.session.execute(_health_of(), {"ids": list(set(connection_ids))})
+        statement = _health_of(dialect_of(self.session))
+        found = await self.session.execute(statement, {"ids": list(set(connection_ids))})
         return {row.connection_id: row for row in found.scalars()}
 
     async def timelines(

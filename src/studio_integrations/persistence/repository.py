@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from studio_integrations.core.errors import UserInputError
@@ -102,13 +103,27 @@ def decode_keyset_cursor(cursor: str) -> tuple[str, str]:
     return value, id_
 
 
+def in_list(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
+    """``column IN`` the list parameter ``name``. On PostgreSQL ``column = ANY(:name)``: the
+    list travels as one array parameter, so the statement is compiled once for good; an
+    expanding ``IN`` renders a placeholder per value and processes each one every time it
+    runs (~8 % of the Studio page's CPU on PostgreSQL, with 50 ids in 4 statements)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
 @cache
-def by_ids_statement(model: type[Base]) -> Select[Any]:
+def by_ids_statement(model: type[Base], dialect: str) -> Select[Any]:
     """``select(model)`` of the rows whose id is in the ``ids`` parameter (a list), made once
     per model: the batch reads of DataLoaders run it with each request's ids. (Building an
     equal statement per batch costs more than executing it: SQLAlchemy derives its cache key
     from its structure each time.) The session's tenant filter applies as to any statement."""
-    return select(model).where(model.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+    return select(model).where(in_list(model.id, "ids", dialect))  # type: ignore[attr-defined]
 
 
 class TenantRepository(Generic[ModelT]):
@@ -133,7 +148,7 @@ class TenantRepository(Generic[ModelT]):
         if not ids:
             return []
         if type(self).select is TenantRepository.select:  # the statement made once
-            statement: Select[Any] = by_ids_statement(self.model)
+            statement: Select[Any] = by_ids_statement(self.model, dialect_of(self.session))
             result = await self.session.execute(statement, {"ids": list(set(ids))})
         else:
             result = await self.session.execute(

@@ -212,6 +212,22 @@ class ConnectionViewerCan:
     retire: bool = strawberry.field(description="False once retired: retirement is final.")
 
 
+def _provider_of(_connection: Any, row: ProviderRow | None) -> Provider:
+    if row is None:  # providers are never deleted
+        raise NotFound("the connection's provider is not visible")
+    return Provider.from_row(row)
+
+
+def _credential_of(_connection: Any, row: CredentialRow | None) -> Credential | None:
+    from studio_integrations.schema.credentials import Credential
+
+    return None if row is None else Credential.from_row(row)
+
+
+def _health_of(_connection: Any, row: HealthRow | None) -> ConnectionHealthState | None:
+    return None if row is None or row.checked_at is None else ConnectionHealthState.from_row(row)
+
+
 @strawberry.type(description="A tenant's configured link to a provider.")
 class IntegrationConnection(Node):
     name: str
@@ -237,34 +253,27 @@ class IntegrationConnection(Node):
     )
     credential_id: strawberry.Private[str | None]
 
-    @strawberry.field
-    async def provider(self, info: Info) -> Provider:
-        row = await info.context.loaders.by_id(ProviderRow).load(str(self.provider_id))
-        if row is None:  # providers are never deleted
-            raise NotFound("the connection's provider is not visible")
-        return Provider.from_row(row)
-
-    @strawberry.field(
+    provider: Provider = loaders.loaded_field(
+        loaders.rows_by_id(ProviderRow),
+        key=lambda connection: str(connection.provider_id),
+        convert=_provider_of,
+    )
+    credential: (
+        Annotated[Credential, strawberry.lazy("studio_integrations.schema.credentials")] | None
+    ) = loaders.loaded_field(
+        loaders.rows_by_id(CredentialRow),
+        key=lambda connection: connection.credential_id,
+        convert=_credential_of,
         description="The bound credential: its reference and metadata, never its value. "
         "Requires `credentials:read`.",
         extensions=requires(Scope.CREDENTIALS_READ),
     )
-    async def credential(
-        self, info: Info
-    ) -> Annotated[Credential, strawberry.lazy("studio_integrations.schema.credentials")] | None:
-        from studio_integrations.schema.credentials import Credential
-
-        if self.credential_id is None:
-            return None
-        row = await info.context.loaders.by_id(CredentialRow).load(self.credential_id)
-        return None if row is None else Credential.from_row(row)
-
-    @strawberry.field(description="Current health; null until the first check.")
-    async def health(self, info: Info) -> ConnectionHealthState | None:
-        row = await info.context.loaders.load(loaders.health_by_connection, str(self.id))
-        return (
-            None if row is None or row.checked_at is None else ConnectionHealthState.from_row(row)
-        )
+    health: ConnectionHealthState | None = loaders.loaded_field(
+        loaders.health_by_connection,
+        key=lambda connection: str(connection.id),
+        convert=_health_of,
+        description="Current health; null until the first check.",
+    )
 
     @strawberry.field(
         description="Health snapshots in [from, to), oldest first (at most the newest 1000)."
