@@ -32,6 +32,7 @@ from studio_integrations.persistence.repository import (
     Page,
     PageRequest,
     TenantRepository,
+    columns_of,
     dialect_of,
     in_list,
 )
@@ -69,8 +70,9 @@ class ConnectionRepository(TenantRepository[IntegrationConnection]):
 
     async def search(
         self, flt: ConnectionFilter, sort: ConnectionSort, page: PageRequest
-    ) -> Page[IntegrationConnection]:
-        stmt = self.select().where(
+    ) -> Page[Any]:
+        """A page of read-only rows (``columns_of``): the list only reads them."""
+        stmt = select(*columns_of(IntegrationConnection)).where(
             or_(
                 IntegrationConnection.retired_reason.is_(None),
                 IntegrationConnection.retired_reason != TEST_FAILED_REASON,
@@ -95,13 +97,15 @@ class ConnectionRepository(TenantRepository[IntegrationConnection]):
                 )
             )
         if sort.field is ConnectionSortField.CREATED_AT:
-            return await self.page(stmt, page, descending=sort.descending)
+            return await self.page(stmt, page, descending=sort.descending, rows=True)
         column = (
             IntegrationConnection.name
             if sort.field is ConnectionSortField.NAME
             else IntegrationConnection.status
         )
-        return await self.page(stmt, page, sort_column=column, descending=sort.descending)
+        return await self.page(
+            stmt, page, sort_column=column, descending=sort.descending, rows=True
+        )
 
     async def live_with_name(self, project_id: str, name: str) -> IntegrationConnection | None:
         """A non-retired connection of the project with this name (names are unique among
@@ -133,7 +137,9 @@ def _latest_runs(dialect: str) -> Select[Any]:
         .subquery()
     )
     run = aliased(IntegrationRun, ranked)
-    return select(run).where(ranked.c.rank <= bindparam("limit")).order_by(run.id.desc())
+    return (
+        select(*columns_of(run)).where(ranked.c.rank <= bindparam("limit")).order_by(run.id.desc())
+    )
 
 
 class RunRepository(TenantRepository[IntegrationRun]):
@@ -141,18 +147,18 @@ class RunRepository(TenantRepository[IntegrationRun]):
 
     async def latest_for_connections(
         self, connection_ids: Sequence[str], limit: int
-    ) -> dict[str, list[IntegrationRun]]:
-        """The newest ``limit`` runs of each connection, newest first, in one statement
-        (a window function: SQLite ≥ 3.25 and PostgreSQL) that ranks the runs and reads
-        them in the same pass. (Joining the ranked ids back to the table instead left
+    ) -> dict[str, list[Any]]:
+        """The newest ``limit`` runs (read-only rows) of each connection, newest first, in
+        one statement (a window function: SQLite ≥ 3.25 and PostgreSQL) that ranks the runs
+        and reads them in the same pass. (Joining the ranked ids back to the table instead left
         PostgreSQL, without statistics on a fresh table, a nested loop: 27 ms for 50
         connections' runs instead of 0.3 ms.)"""
-        by_connection: dict[str, list[IntegrationRun]] = defaultdict(list)
+        by_connection: dict[str, list[Any]] = defaultdict(list)
         if not connection_ids or limit <= 0:
             return by_connection
         parameters = {"connection_ids": list(set(connection_ids)), "limit": limit}
         statement = _latest_runs(dialect_of(self.session))
-        for found in (await self.session.execute(statement, parameters)).scalars():
+        for found in await self.session.execute(statement, parameters):
             by_connection[found.connection_id].append(found)
         return by_connection
 
@@ -178,18 +184,21 @@ class RunRepository(TenantRepository[IntegrationRun]):
 @cache
 def _health_of(dialect: str) -> Select[Any]:
     """The health rows of the connections in ``ids``, made once (see ``_latest_runs``)."""
-    return select(ConnectionHealth).where(in_list(ConnectionHealth.connection_id, "ids", dialect))
+    return select(*columns_of(ConnectionHealth)).where(
+        in_list(ConnectionHealth.connection_id, "ids", dialect)
+    )
 
 
 class HealthRepository(TenantRepository[ConnectionHealth]):
     model = ConnectionHealth
 
-    async def for_connections(self, connection_ids: Sequence[str]) -> dict[str, ConnectionHealth]:
+    async def for_connections(self, connection_ids: Sequence[str]) -> dict[str, Any]:
+        """Each connection's health row (read-only rows, ``columns_of``)."""
         if not connection_ids:
             return {}
         statement = _health_of(dialect_of(self.session))
         found = await self.session.execute(statement, {"ids": list(set(connection_ids))})
-        return {row.connection_id: row for row in found.scalars()}
+        return {row.connection_id: row for row in found}
 
     async def timelines(
         self,
