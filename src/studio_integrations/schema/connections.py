@@ -212,19 +212,19 @@ class ConnectionViewerCan:
     retire: bool = strawberry.field(description="False once retired: retirement is final.")
 
 
-def _provider_of(_connection: Any, row: ProviderRow | None) -> Provider:
+def _provider_of(row: ProviderRow | None) -> Provider:
     if row is None:  # providers are never deleted
         raise NotFound("the connection's provider is not visible")
     return Provider.from_row(row)
 
 
-def _credential_of(_connection: Any, row: CredentialRow | None) -> Credential | None:
+def _credential_of(row: CredentialRow | None) -> Credential | None:
     from studio_integrations.schema.credentials import Credential
 
     return None if row is None else Credential.from_row(row)
 
 
-def _health_of(_connection: Any, row: HealthRow | None) -> ConnectionHealthState | None:
+def _health_of(row: HealthRow | None) -> ConnectionHealthState | None:
     return None if row is None or row.checked_at is None else ConnectionHealthState.from_row(row)
 
 
