@@ -47,6 +47,11 @@ async def open_ide(tab: Tab, server: LiveServer, token: str, query: str) -> Page
     await page.fill("#studio-token", token)
     await page.press("#studio-token", "Enter")
     await page.wait_for_selector("#studio-token-state.ok", timeout=WAIT_MS)
+    # The token remounts the IDE, whose editor loads after the token state shows: a click on
+    # "execute" before the editor holds the query ran nothing (seen on a loaded machine).
+    first_field = re.findall(r"[A-Za-z_]\w*", query.replace("subscription", ""))[0]
+    editor = page.locator(".graphiql-query-editor")
+    await editor.get_by_text(first_field).first.wait_for(timeout=WAIT_MS)
     return page
 
 
