@@ -47,6 +47,7 @@ from studio_integrations.persistence.repository import TenantRepository
 from studio_integrations.telemetry import metrics
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore
+from studio_integrations.workers.stopping import finish
 
 log = logging.getLogger(__name__)
 # Time for the vault and the write around the call, on top of the call's own budget.
@@ -106,8 +107,7 @@ class HealthProber:
         cancelled (their claims released, unrecorded); the database work in hand finishes.
         Only a loop still running at the deadline is cancelled: a cancellation inside an
         SQLite statement can leave the connection, and the write lock with it, to the
-        garbage collector, and every other writer of the process (the outbox relay) waits.
-        Never waits with ``asyncio.wait_for`` (it can swallow a cancellation, NOTES.md)."""
+        garbage collector, and every other writer of the process (the outbox relay) waits."""
         task = self._task
         if task is None:
             return
@@ -115,10 +115,7 @@ class HealthProber:
         self._wakeup.set()
         for call in list(self._calls):
             call.cancel()
-        await asyncio.wait([task], timeout=grace)
-        if not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1.0)
+        await finish(task, grace)
         self._task = None
 
     async def run(self) -> None:

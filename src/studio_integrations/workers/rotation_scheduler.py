@@ -36,6 +36,7 @@ from studio_integrations.outbound.provider_calls import ProviderCaller
 from studio_integrations.persistence.db import Database, TenantScope, TenantSessions
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore
+from studio_integrations.workers.stopping import finish
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,7 @@ class RotationScheduler:
         if task is None:
             return
         self._stopping.set()
-        await asyncio.wait([task], timeout=grace)
-        if not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1.0)
+        await finish(task, grace)
         self._task = None
 
     async def run(self) -> None:

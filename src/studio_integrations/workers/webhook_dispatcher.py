@@ -55,7 +55,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 from sqlalchemy import or_, select
@@ -84,6 +83,7 @@ from studio_integrations.persistence.models import (
 from studio_integrations.telemetry import metrics
 from studio_integrations.telemetry.tracing import span
 from studio_integrations.vault.base import SecretStore, parse_secret_ref
+from studio_integrations.workers.stopping import finish
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class WebhookDispatcher:
         self._wakeup.set()
         self._slot_freed.set()
         if self._task is not None:
-            await _finish(self._task, grace * 0.1)
+            await finish(self._task, grace * 0.1)
             self._task = None
         sends = [task for _, task in self._inflight.values()]
         if sends:
@@ -219,13 +219,13 @@ class WebhookDispatcher:
             await asyncio.wait(sends, timeout=min(0.5, max(0.01, deadline - loop.time())))
         if self._writer is not None:
             # Record what finished, then stop the writer.
-            await _finish(
+            await finish(
                 asyncio.create_task(self._drain_results()), max(0.01, deadline - loop.time())
             )
-            await _finish(self._writer, 0.1)
+            await finish(self._writer, 0.1)
             self._writer = None
         if abandoned:
-            await _finish(
+            await finish(
                 asyncio.create_task(self.release(abandoned)), max(0.01, deadline - loop.time())
             )
 
@@ -689,17 +689,6 @@ class WebhookDispatcher:
             category=category,
             retry_after=retry_after,
         )
-
-
-async def _finish(task: asyncio.Task[Any], seconds: float) -> None:
-    """Wait for ``task`` at most ``seconds``, then cancel it and wait briefly; never
-    raises the task's error or cancellation, and never absorbs the caller's."""
-    done, _ = await asyncio.wait([task], timeout=seconds)
-    if not done:
-        task.cancel()
-        await asyncio.wait([task], timeout=1.0)
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        log.warning("%s ended with an error", task.get_name(), exc_info=task.exception())
 
 
 def _safe_url(url: str) -> str:
