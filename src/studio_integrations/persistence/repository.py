@@ -154,21 +154,14 @@ class TenantRepository(Generic[ModelT]):
         return result.scalar_one_or_none()
 
     async def get_many(self, ids: Sequence[str]) -> list[Any]:
-        """One statement for many ids, in the order asked (DataLoader batch shape): read-only
-        rows (``columns_of``), or objects where a subclass narrows ``select``."""
+        """One statement (made once per model) for many ids, in the order asked (DataLoader
+        batch shape): read-only rows (``columns_of``), None for an id the tenant cannot see."""
         if not ids:
             return []
-        if type(self).select is TenantRepository.select:  # the statement made once
-            statement: Select[Any] = by_ids_statement(self.model, dialect_of(self.session))
-            result = await self.session.execute(statement, {"ids": list(set(ids))})
-            rows = {row.id: row for row in result}
-            return [rows.get(i) for i in ids]
-        else:
-            result = await self.session.execute(
-                self.select().where(self.model.id.in_(set(ids)))  # type: ignore[attr-defined]
-            )
-        by_id: dict[str, ModelT] = {row.id: row for row in result.scalars()}
-        return [by_id.get(i) for i in ids]
+        statement = by_ids_statement(self.model, dialect_of(self.session))
+        result = await self.session.execute(statement, {"ids": list(set(ids))})
+        rows = {row.id: row for row in result}
+        return [rows.get(i) for i in ids]
 
     def add(self, obj: ModelT) -> ModelT:
         self.session.add(obj)

@@ -539,12 +539,10 @@ _INFO_FIELDS = (
 
 # (awaitable, its field's step, the object it goes into, field path, info)
 _Pending = tuple[Any, "Step", dict[str, Any], Path, Any]
-# Leaf values of these types are never awaitable (the check is for everything else).
-_PLAIN = frozenset({str, int, float, bool, datetime.datetime, datetime.date})
-# Classes no instance of which is awaitable: the plain ones, lists, and the enums and
+# Classes no instance of which is awaitable: the plain leaf types, lists, and the enums and
 # Strawberry types (without ``__await__``) met so far, so each is asked about once, not every
 # value (Strawberry's ``is_awaitable`` walks isinstance checks for them: ~5 % of a page).
-_SYNC: set[type] = {*_PLAIN, list, tuple}
+_SYNC: set[type] = {str, int, float, bool, datetime.datetime, datetime.date, list, tuple}
 
 
 def _learn_sync(cls: type) -> None:
